@@ -1,0 +1,1 @@
+"""Model backends. A backend never imports the web framework."""

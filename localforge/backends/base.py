@@ -1,0 +1,87 @@
+"""What a backend is: a source of models that can generate, chat and embed.
+
+A backend registers through the `register_backends` hook. The server asks each backend for its
+models (`ModelCard`s), and sends each request to the backend that owns the model it resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from localforge.inference import Embedding, Event, Inference
+
+Locality = Literal["local", "remote"]
+
+
+@dataclass(slots=True)
+class ModelDetails:
+    format: str = "gguf"
+    family: str = ""
+    families: list[str] = field(default_factory=list)
+    parameter_size: str = ""
+    quantization_level: str = ""
+    parent_model: str = ""
+
+
+@dataclass(slots=True)
+class ModelCard:
+    """Everything the server shows about a model and needs to route to it."""
+
+    name: str  # canonical, e.g. "smollm2:135m"
+    backend: str
+    size: int = 0
+    digest: str = ""
+    modified_at: datetime | None = None
+    details: ModelDetails = field(default_factory=ModelDetails)
+    capabilities: list[str] = field(default_factory=lambda: ["completion"])
+    context_length: int = 0
+    model_info: dict[str, Any] = field(default_factory=dict)
+    template: str = ""
+    system: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    license: str = ""
+    modelfile_notes: list[str] = field(default_factory=list)
+    locality: Locality = "local"
+    # backend-private data, e.g. the GGUF path; never sent to a client
+    source: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(slots=True)
+class Residency:
+    """A model loaded in memory, for /api/ps."""
+
+    name: str
+    size: int
+    size_vram: int
+    context_length: int
+    expires_at: datetime | None  # None = forever
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def models(self) -> list[ModelCard]:
+        """The models this backend serves now."""
+
+    def infer(self, card: ModelCard, request: Inference) -> AsyncIterator[Event]:
+        """Stream Deltas then one Final for a chat or generate request."""
+
+    async def embed(self, card: ModelCard, texts: list[str], options: dict[str, Any],
+                    truncate: bool = True) -> Embedding:
+        """Embed each text; vectors as the model produces them (the server normalises)."""
+
+    async def load(self, card: ModelCard, options: dict[str, Any]) -> int:
+        """Make the model resident; return the nanoseconds spent loading (0 if it was)."""
+
+    async def unload(self, card: ModelCard) -> None:
+        """Release the model's memory."""
+
+    def resident(self) -> list[Residency]:
+        """Models this backend holds in memory now."""
+
+    async def close(self) -> None:
+        """Release everything at shutdown."""

@@ -1,0 +1,190 @@
+"""Turning a chat or generate request into the text a model completes, and its answer back into
+text and tool calls.
+
+Templates come from the GGUF metadata (`tokenizer.chat_template`, Jinja as Hugging Face writes
+them). A model without one gets a built-in template chosen from the special tokens it knows, as
+Ollama ships a template per model family; the choice is shown in /api/show. A Modelfile-style
+Go template (from /api/create or a request's `template`) is rendered with gotemplate.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from localforge.backends import gotemplate
+from localforge.errors import BadRequest
+from localforge.inference import Inference, Message, ToolCall
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+GEMMA = (
+    "{{ bos_token }}{% set sys = namespace(text='') %}"
+    "{% for m in messages %}{% if m.role == 'system' %}{% set sys.text = m.content + '\n\n' %}"
+    "{% else %}<start_of_turn>{{ 'model' if m.role == 'assistant' else 'user' }}\n"
+    "{% if loop.index0 <= 1 and m.role == 'user' %}{{ sys.text }}{% endif %}"
+    "{{ m.content }}<end_of_turn>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+LLAMA3 = (
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n"
+    "{{ m.content }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+PLAIN = (
+    "{% for m in messages %}{{ m.role | capitalize }}: {{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+# (a special token the vocabulary must contain, template name, template, stop strings)
+FALLBACKS = (
+    ("<start_of_turn>", "gemma", GEMMA, ["<end_of_turn>"]),
+    ("<|start_header_id|>", "llama3", LLAMA3, ["<|eot_id|>"]),
+    ("<|im_start|>", "chatml", CHATML, ["<|im_end|>"]),
+)
+TOOL_INSTRUCTIONS = (
+    "You can call these tools:\n{tools}\n\nTo call a tool, answer only with "
+    "<tool_call>{{\"name\": <tool name>, \"arguments\": <arguments object>}}</tool_call>."
+)
+_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+_ENV = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+_ENV.globals["raise_exception"] = lambda message: (_ for _ in ()).throw(TemplateError(message))
+
+
+@dataclass(slots=True)
+class ChatTemplate:
+    text: str
+    source: str  # "gguf", "modelfile", or "built-in <family>"
+    stop: list[str]
+
+
+def choose(gguf_template: str, vocabulary: set[str], modelfile_template: str = "") -> ChatTemplate:
+    """The template a model uses: Modelfile's, else the GGUF's, else a family fallback."""
+    if modelfile_template:
+        return ChatTemplate(modelfile_template, "modelfile", [])
+    if gguf_template:
+        stops = [stop for token, _, _, family_stops in FALLBACKS if token in gguf_template
+                 for stop in family_stops]
+        return ChatTemplate(gguf_template, "gguf", stops)
+    for token, family, text, stops in FALLBACKS:
+        if token in vocabulary:
+            return ChatTemplate(text, f"built-in {family}", stops)
+    return ChatTemplate(PLAIN, "built-in plain", ["\nUser:"])
+
+
+def _message_dict(message: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.tool_name:
+        out["name"] = message.tool_name
+    return out
+
+
+def _with_tool_instructions(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    text = TOOL_INSTRUCTIONS.format(tools="\n".join(json.dumps(t) for t in tools))
+    if messages and messages[0]["role"] == "system":
+        return [{**messages[0], "content": messages[0]["content"] + "\n\n" + text}, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
+
+
+def render_chat(template: ChatTemplate, request: Inference, bos: str, eos: str) -> str:
+    messages = [_message_dict(m) for m in request.messages]
+    if request.system is not None and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": request.system})
+    text = request.template or template.text
+    if gotemplate.is_go_template(text):
+        return _render_go_chat(text, messages, request)
+    if request.tools and "tools" not in text:
+        messages = _with_tool_instructions(messages, request.tools)
+    try:
+        return _ENV.from_string(text).render(
+            messages=messages, tools=request.tools or None, add_generation_prompt=True,
+            bos_token=bos, eos_token=eos)
+    except TemplateError as exc:
+        raise BadRequest(f"chat template failed: {exc}") from exc
+
+
+def _render_go_chat(text: str, messages: list[dict[str, Any]], request: Inference) -> str:
+    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+    last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    values = {
+        "System": system, "Prompt": last_user, "Response": "", "Suffix": request.suffix,
+        "Messages": [{"Role": m["role"], "Content": m["content"]} for m in messages],
+        "Tools": request.tools,
+    }
+    return gotemplate.render(text, values)
+
+
+def render_generate(template: ChatTemplate, request: Inference, bos: str, eos: str) -> str:
+    """/api/generate: the prompt goes through the template unless `raw` is set."""
+    if request.raw:
+        return request.prompt
+    text = request.template or template.text
+    if gotemplate.is_go_template(text):
+        values = {"System": request.system or "", "Prompt": request.prompt, "Response": "",
+                  "Suffix": request.suffix, "Messages": []}
+        return gotemplate.render(text, values)
+    chat = Inference(model=request.model, kind="chat", system=request.system,
+                     messages=[Message(role="user", content=request.prompt)], template=text)
+    return render_chat(template, chat, bos, eos)
+
+
+def parse_tool_calls(text: str, tools: list[dict[str, Any]]) -> tuple[str, list[ToolCall]]:
+    """Split a model's answer into its text and the tool calls it made (Hermes `<tool_call>` or bare JSON)."""
+    if not tools:
+        return text, []
+    known = {t.get("function", {}).get("name") for t in tools}
+    bodies = _TOOL_CALL.findall(text)
+    rest = _TOOL_CALL.sub("", text).strip() if bodies else text
+    if not bodies and text.strip().startswith("{"):
+        bodies, rest = [text.strip()], ""
+    calls: list[ToolCall] = []
+    for body in bodies:
+        call = _tool_call(body, known, len(calls))
+        if call is None:
+            return text, []
+        calls.append(call)
+    return rest, calls
+
+
+def _tool_call(body: str, known: set[str | None], index: int) -> ToolCall | None:
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or data.get("name") not in known:
+        return None
+    arguments = data.get("arguments", data.get("parameters", {}))
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            arguments = {"value": arguments}
+    if not isinstance(arguments, dict):
+        arguments = {"value": arguments}
+    return ToolCall(name=data["name"], arguments=arguments, index=index)
+
+
+def tool_call_schema(tools: list[dict[str, Any]], choice: str | dict[str, Any] | None) -> dict[str, Any]:
+    """A JSON schema that only admits a call to one of the tools (for OpenAI's tool_choice)."""
+    if isinstance(choice, dict):
+        wanted = choice.get("function", {}).get("name")
+        tools = [t for t in tools if t.get("function", {}).get("name") == wanted] or tools
+    options = [
+        {"type": "object", "properties": {
+            "name": {"const": t["function"]["name"]},
+            "arguments": t["function"].get("parameters") or {"type": "object"}},
+         "required": ["name", "arguments"]}
+        for t in tools
+    ]
+    return options[0] if len(options) == 1 else {"anyOf": options}

@@ -1,0 +1,172 @@
+"""The `localforge` command: serve, and talk to a running server as `ollama` does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from localforge import __version__
+from localforge.config import DEFAULT_PORT, parse_ollama_host
+from localforge.errors import LocalForgeError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def server_url(args: argparse.Namespace) -> str:
+    if getattr(args, "host", None):
+        return args.host.rstrip("/") if "://" in args.host else f"http://{args.host}"
+    host, port = parse_ollama_host(os.environ.get("OLLAMA_HOST", f"127.0.0.1:{DEFAULT_PORT}"))
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    import httpx
+
+    try:
+        response = httpx.request(method, server_url(args) + path, json=body, timeout=30)
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"Error: could not reach LocalForge at {server_url(args)}: {exc}") from exc
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        raise SystemExit(f"Error: {message}")
+    return response.json()
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("    ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from localforge import config
+    from localforge.server.app import create_app
+
+    overrides = {"host": args.host, "port": args.port, "models_dir": args.models_dir,
+                 "data_dir": args.data_dir}
+    try:
+        settings = config.load(args.config, overrides)
+    except LocalForgeError as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(f"LocalForge {__version__} listening on http://{settings.host}:{settings.port} "
+          f"(models: {settings.models_path}, data: {settings.data_dir})", flush=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level=args.log_level, timeout_graceful_shutdown=5)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    models = _call(args, "GET", "/api/tags")["models"]
+    rows = [["NAME", "ID", "SIZE", "MODIFIED"]]
+    rows += [[m["name"], m["digest"][:12], _size(m["size"]), m["modified_at"][:19]] for m in models]
+    print(_table(rows))
+    return 0
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    models = _call(args, "GET", "/api/ps")["models"]
+    rows = [["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]]
+    for m in models:
+        where = "100% GPU" if m["size_vram"] >= m["size"] > 0 else (
+            "100% CPU" if not m["size_vram"] else f"{100 * m['size_vram'] // m['size']}% GPU")
+        rows.append([m["name"], m["digest"][:12], _size(m["size"]), where,
+                     str(m["context_length"]), m["expires_at"][:19]])
+    print(_table(rows))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    info = _call(args, "POST", "/api/show", {"model": args.model})
+    if args.modelfile:
+        print(info["modelfile"])
+        return 0
+    details, model_info = info["details"], info["model_info"]
+    arch = model_info.get("general.architecture", details.get("family", ""))
+    print("  Model")
+    for label, value in [("architecture", arch), ("parameters", details.get("parameter_size")),
+                         ("context length", model_info.get(f"{arch}.context_length")),
+                         ("embedding length", model_info.get(f"{arch}.embedding_length")),
+                         ("quantization", details.get("quantization_level"))]:
+        if value:
+            print(f"    {label:<20}{value}")
+    print("\n  Capabilities")
+    for capability in info.get("capabilities", []):
+        print(f"    {capability}")
+    if info.get("parameters"):
+        print("\n  Parameters")
+        for line in info["parameters"].splitlines():
+            print(f"    {line}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from localforge import plugins
+
+    print(json.dumps(plugins.describe(plugins.make_manager()), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="localforge", description="A drop-in Ollama server that routes each request to the right model.")
+    parser.add_argument("--version", action="version", version=f"localforge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="start the server (Ollama API at /api, OpenAI API at /v1)",
+                           description="Start the server. Settings come from defaults < --config < "
+                           "LOCALFORGE_* and OLLAMA_HOST/OLLAMA_KEEP_ALIVE < these options.")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1; OLLAMA_HOST is honoured)")
+    serve.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")
+    serve.add_argument("--config", type=Path, help="TOML config file (also LOCALFORGE_CONFIG)")
+    serve.add_argument("--models-dir", type=Path, help="where models live (default DATA_DIR/models)")
+    serve.add_argument("--data-dir", type=Path, help="where the database lives (default ~/.localforge)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                       help="how much the server logs (default info)")
+    serve.set_defaults(func=cmd_serve)
+
+    for name, func, text in [("list", cmd_list, "list the models a running server offers"),
+                             ("ps", cmd_ps, "list the models a running server has loaded")]:
+        p = sub.add_parser(name, help=text, description=text.capitalize() + ".")
+        p.add_argument("--host", help="server URL (default from OLLAMA_HOST, else 127.0.0.1:11434)")
+        p.set_defaults(func=func)
+
+    show = sub.add_parser("show", help="show a model's details", description="Show a model's details.")
+    show.add_argument("model", help="model name, e.g. smollm2:135m")
+    show.add_argument("--modelfile", action="store_true", help="print the model's Modelfile")
+    show.add_argument("--host", help="server URL (default from OLLAMA_HOST, else 127.0.0.1:11434)")
+    show.set_defaults(func=cmd_show)
+
+    plug = sub.add_parser("plugins", help="list installed plugins and the hooks each implements",
+                          description="List installed plugins and the hooks each implements.")
+    plug.set_defaults(func=cmd_plugins)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""One typed settings object, built from defaults < TOML file < environment < command line.
+
+Environment: every `LOCALFORGE_<FIELD>` overrides the field of the same name; `OLLAMA_HOST`
+and `OLLAMA_KEEP_ALIVE` are honoured as Ollama does, below the LOCALFORGE_ ones. Sections of
+the TOML file that LocalForge itself does not know are kept in `plugins` for plugins to read.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from localforge.durations import keep_alive_seconds
+from localforge.errors import BadRequest
+
+DEFAULT_PORT = 11434
+
+
+class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
+    """A model declared in the config: a GGUF file on disk plus Modelfile-style settings."""
+
+    name: str
+    path: str
+    template: str | None = None
+    system: str | None = None
+    parameters: dict[str, Any] = {}
+    num_ctx: int | None = None
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path.home() / ".localforge"
+    models_dir: Path | None = None
+    keep_alive: str | float = "5m"
+    # how many requests one model serves at once; llama.cpp contexts run one at a time
+    parallel: int = 1
+    max_queue: int = 512
+    max_body_bytes: int = 64 * 1024 * 1024
+    default_num_ctx: int = 4096
+    n_threads: int | None = None
+    demo_models: bool = True
+    origins: list[str] = []
+    hf_endpoint: str = "https://huggingface.co"
+    models: list[ModelConfig] = []
+    plugins: dict[str, Any] = {}
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
+
+    @property
+    def default_keep_alive_s(self) -> float:
+        seconds = keep_alive_seconds(self.keep_alive)
+        return 300.0 if seconds is None else seconds
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A plugin's own section of the config file, `{}` when absent."""
+        value = self.plugins.get(name, {})
+        return value if isinstance(value, dict) else {}
+
+
+_KNOWN = set(Settings.__struct_fields__) - {"plugins"}
+_ENV_FIELDS = ("host", "port", "data_dir", "models_dir", "keep_alive", "parallel", "max_queue",
+               "max_body_bytes", "default_num_ctx", "n_threads", "demo_models", "hf_endpoint")
+
+
+def parse_ollama_host(value: str) -> tuple[str, int]:
+    """OLLAMA_HOST as Ollama reads it: `host`, `host:port`, `:port` or `http://host:port`."""
+    text = value.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    host = parts.hostname or "127.0.0.1"
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError as exc:
+        raise BadRequest(f"invalid OLLAMA_HOST {value!r}") from exc
+    return host, port
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if environ.get("OLLAMA_HOST"):
+        values["host"], values["port"] = parse_ollama_host(environ["OLLAMA_HOST"])
+    if environ.get("OLLAMA_KEEP_ALIVE"):
+        values["keep_alive"] = environ["OLLAMA_KEEP_ALIVE"]
+    if environ.get("OLLAMA_ORIGINS"):
+        values["origins"] = [o.strip() for o in environ["OLLAMA_ORIGINS"].split(",") if o.strip()]
+    for name in _ENV_FIELDS:
+        raw = environ.get(f"LOCALFORGE_{name.upper()}")
+        if raw is not None:
+            values[name] = raw
+    return values
+
+
+def load(config_file: Path | None = None, overrides: dict[str, Any] | None = None,
+         environ: dict[str, str] | None = None) -> Settings:
+    """Build the settings; raise BadRequest with a readable message when something is wrong."""
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    path = config_file or (Path(env["LOCALFORGE_CONFIG"]) if env.get("LOCALFORGE_CONFIG") else None)
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise BadRequest(f"cannot read config file {path}: {exc}") from exc
+        values.update({k: v for k, v in raw.items() if k in _KNOWN})
+        values["plugins"] = {k: v for k, v in raw.items() if k not in _KNOWN}
+    values.update(_from_env(env))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        settings = msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"invalid configuration: {exc}") from exc
+    settings.default_keep_alive_s  # validates the duration early  # noqa: B018
+    return settings

@@ -1,0 +1,98 @@
+"""The request and result types every stage of the pipeline passes along (never wire formats)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Format = str | dict[str, Any] | None  # None, "json", or a JSON schema
+Kind = Literal["chat", "generate"]
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(slots=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+    id: str = field(default_factory=new_call_id)
+    index: int = 0
+
+
+@dataclass(slots=True)
+class Message:
+    role: str
+    content: str = ""
+    images: list[bytes] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+    thinking: str | None = None
+
+
+@dataclass(slots=True)
+class Inference:
+    """One chat or generate request, whichever API it came through."""
+
+    model: str  # the name as the client spelled it
+    kind: Kind
+    messages: list[Message] = field(default_factory=list)
+    prompt: str = ""
+    suffix: str = ""
+    system: str | None = None
+    template: str | None = None
+    raw: bool = False
+    images: list[bytes] = field(default_factory=list)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: str | dict[str, Any] | None = None  # OpenAI's: "auto", "none", "required", named
+    format: Format = None
+    options: dict[str, Any] = field(default_factory=dict)
+    keep_alive: float | None = None  # seconds; None = server default
+    stream: bool = True
+    client: str = ""
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    received_ns: int = field(default_factory=time.monotonic_ns)
+
+    @property
+    def is_load_only(self) -> bool:
+        if self.kind == "chat":
+            return not self.messages
+        return not self.prompt and not self.suffix and not self.images
+
+
+@dataclass(slots=True)
+class Delta:
+    """A piece of the answer as it is generated."""
+
+    text: str = ""
+    thinking: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Final:
+    """The end of an answer, with Ollama's counters (durations in nanoseconds)."""
+
+    done_reason: str = "stop"
+    prompt_tokens: int = 0
+    eval_tokens: int = 0
+    load_ns: int = 0
+    prompt_ns: int = 0
+    eval_ns: int = 0
+    total_ns: int = 0
+    context: list[int] | None = None
+
+
+Event = Delta | Final
+
+
+@dataclass(slots=True)
+class Embedding:
+    vectors: list[list[float]]
+    prompt_tokens: int = 0
+    load_ns: int = 0
+    total_ns: int = 0

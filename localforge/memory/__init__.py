@@ -1,0 +1,1 @@
+"""What LocalForge remembers: every request, and later the outcomes the router learns from."""

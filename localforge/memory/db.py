@@ -1,0 +1,59 @@
+"""The sqlite database in the data directory, opened in WAL mode, with append-only migrations.
+
+Each migration is a function `m00N_verb_noun(db)`; the `_migrations` table records which ran.
+Never edit a migration that has shipped: add the next one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+
+def m001_create_requests(db: sqlite_utils.Database) -> None:
+    db["requests"].create({
+        "id": str, "created_at": str, "endpoint": str, "requested_model": str,
+        "served_model": str, "backend": str, "status": str, "error": str, "done_reason": str,
+        "prompt_tokens": int, "eval_tokens": int, "load_ns": int, "prompt_ns": int,
+        "eval_ns": int, "total_ns": int, "client": str,
+    }, pk="id")
+    db["requests"].create_index(["created_at"])
+    db["requests"].create_index(["served_model"])
+
+
+MIGRATIONS: list[Migration] = [m001_create_requests]
+
+
+def migrate(db: sqlite_utils.Database, migrations: list[Migration] | None = None) -> list[str]:
+    """Apply the migrations that have not run yet; return their names."""
+    table = db["_migrations"]
+    if not table.exists():
+        db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
+    done = {row["name"] for row in db["_migrations"].rows}
+    applied = []
+    for migration in migrations or MIGRATIONS:
+        if migration.__name__ in done:
+            continue
+        with db.conn:
+            migration(db)
+            db["_migrations"].insert({"name": migration.__name__,
+                                      "applied_at": datetime.now(UTC).isoformat()})
+        applied.append(migration.__name__)
+    return applied
+
+
+def open_db(path: Path) -> sqlite_utils.Database:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the recorder writes from worker threads, one at a time under its lock
+    db = sqlite_utils.Database(sqlite3.connect(path, check_same_thread=False))
+    db.conn.execute("PRAGMA journal_mode=WAL")
+    db.conn.execute("PRAGMA synchronous=NORMAL")
+    db.conn.execute("PRAGMA busy_timeout=5000")
+    migrate(db)
+    return db

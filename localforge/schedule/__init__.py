@@ -1,0 +1,1 @@
+"""Deciding when each request runs and which models stay resident."""

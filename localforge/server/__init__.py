@@ -1,0 +1,1 @@
+"""The HTTP surface: Ollama's API at the root, OpenAI's under /v1. Thin controllers over the pipeline."""

@@ -1,0 +1,87 @@
+"""The app factory: builds every resource from the settings and opens them in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import pluggy
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+
+from localforge import plugins
+from localforge.backends.base import Backend
+from localforge.config import Settings
+from localforge.memory.db import open_db
+from localforge.memory.records import Recorder
+from localforge.pipeline import Pipeline
+from localforge.route.registry import Registry
+from localforge.schedule.slots import Slots
+from localforge.server import errors, ollama_inference, ollama_models
+from localforge.server.services import Services, provide_services
+from localforge.store.layout import ModelStore
+
+log = logging.getLogger(__name__)
+
+# Ollama's envconfig.AllowedOrigins: localhost, 127.0.0.1 and 0.0.0.0 on any port, app schemes
+ORIGIN_REGEX = (r"^(https?://(localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(:\d+)?"
+                r"|app://.*|file://.*|tauri://.*|vscode-webview://.*)$")
+CORS_HEADERS = ["Authorization", "Content-Type", "User-Agent", "Accept", "X-Requested-With",
+                "OpenAI-Beta", "x-stainless-arch", "x-stainless-async", "x-stainless-custom-poll-interval",
+                "x-stainless-helper-method", "x-stainless-lang", "x-stainless-os",
+                "x-stainless-package-version", "x-stainless-poll-helper", "x-stainless-retry-count",
+                "x-stainless-runtime", "x-stainless-runtime-version", "x-stainless-timeout"]
+
+
+def cors(settings: Settings) -> CORSConfig:
+    return CORSConfig(allow_origins=settings.origins, allow_origin_regex=ORIGIN_REGEX,
+                      allow_methods=["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"],
+                      allow_headers=CORS_HEADERS, expose_headers=[
+                          "X-LocalForge-Model", "X-LocalForge-Route", "X-LocalForge-Request-Id"])
+
+
+def build_services(settings: Settings, pm: pluggy.PluginManager) -> Services:
+    store = ModelStore(settings.models_path)
+    store.ensure()
+    backends: list[Backend] = plugins.collect(pm.hook.register_backends, lambda b: b.name,
+                                              settings=settings)
+    db = open_db(settings.data_dir / "localforge.db")
+    registry = Registry(backends)
+    slots = Slots(settings.parallel, settings.max_queue, settings.default_keep_alive_s)
+    pipeline = Pipeline(registry, slots, Recorder(db), pm)
+    return Services(settings, pm, db, store, registry, slots, pipeline)
+
+
+def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Litestar:
+    manager = pm or plugins.make_manager()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        services = build_services(settings, manager)
+        app.state.services = services
+        await services.registry.refresh()
+        await plugins.call_all(manager.hook.startup(state=app.state))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(services.slots.run_expiry)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+                await plugins.call_all(manager.hook.shutdown(state=app.state))
+                for backend in services.registry.backends:
+                    await backend.close()
+                services.db.conn.close()
+
+    return Litestar(
+        route_handlers=[*ollama_models.ROUTES, *ollama_inference.ROUTES],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        lifespan=[lifespan],
+        exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
+        cors_config=cors(settings),
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=None,
+        debug=False,
+    )

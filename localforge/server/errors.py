@@ -1,0 +1,54 @@
+"""Every error leaves as the client expects it: `{"error": "..."}` on Ollama's API, OpenAI's error
+object under /v1. Nothing leaves as a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException
+
+from localforge.errors import LocalForgeError, ServerBusy
+
+log = logging.getLogger(__name__)
+
+
+def openai_error(message: str, kind: str, status: int) -> dict[str, Any]:
+    code = {404: "model_not_found", 429: "rate_limit_exceeded"}.get(status)
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _respond(request: Request, status: int, message: str, kind: str,
+             headers: dict[str, str] | None = None) -> Response[Any]:
+    if request.url.path.startswith("/v1/"):
+        content: dict[str, Any] = openai_error(message, kind, status)
+    else:
+        content = {"error": message}
+    return Response(content, status_code=status, headers=headers, media_type="application/json")
+
+
+def handle_localforge(request: Request, exc: Exception) -> Response[Any]:
+    assert isinstance(exc, LocalForgeError)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServerBusy) else None
+    return _respond(request, exc.status, exc.message, exc.openai_type, headers)
+
+
+def handle_http(request: Request, exc: Exception) -> Response[Any]:
+    assert isinstance(exc, HTTPException)
+    if isinstance(exc, NotFoundException):
+        return _respond(request, 404, "404 page not found", "not_found_error")
+    if exc.status_code == 405:
+        return _respond(request, 405, "405 method not allowed", "invalid_request_error")
+    if exc.status_code == 413:
+        return _respond(request, 413, "request body is too large", "invalid_request_error")
+    kind = "invalid_request_error" if exc.status_code < 500 else "api_error"
+    return _respond(request, exc.status_code, str(exc.detail), kind)
+
+
+def handle_unexpected(request: Request, exc: Exception) -> Response[Any]:
+    log.exception("unexpected error on %s", request.url.path, exc_info=exc)
+    return _respond(request, 500, "internal error; see the server log", "api_error")
+
+
+HANDLERS = {LocalForgeError: handle_localforge, HTTPException: handle_http, Exception: handle_unexpected}

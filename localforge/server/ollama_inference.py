@@ -1,0 +1,136 @@
+"""POST /api/generate, /api/chat, /api/embed and /api/embeddings."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.response import Stream
+
+from localforge.errors import BadRequest
+from localforge.inference import Delta, Event, Final, Inference, ToolCall
+from localforge.pipeline import Served
+from localforge.server import body, convert, streams, timefmt, wire
+from localforge.server.services import Services, client_address
+
+
+def _wire_calls(calls: list[ToolCall]) -> list[wire.WireToolCall]:
+    return [wire.WireToolCall(id=c.id, function=wire.WireToolFunction(
+        name=c.name, arguments=c.arguments, index=c.index)) for c in calls]
+
+
+def _metrics(final: Final) -> dict[str, Any]:
+    return {"done_reason": final.done_reason, "total_duration": final.total_ns,
+            "load_duration": final.load_ns, "prompt_eval_count": final.prompt_tokens,
+            "prompt_eval_duration": final.prompt_ns, "eval_count": final.eval_tokens,
+            "eval_duration": final.eval_ns}
+
+
+def _generate_chunk(inference: Inference, event: Event) -> wire.GenerateChunk:
+    if isinstance(event, Final):
+        return wire.GenerateChunk(model=inference.model, created_at=timefmt.now(), response="",
+                                  done=True, context=event.context, request_id=inference.request_id,
+                                  **_metrics(event))
+    return wire.GenerateChunk(model=inference.model, created_at=timefmt.now(),
+                              response=event.text, done=False)
+
+
+def _chat_chunk(inference: Inference, event: Event) -> wire.ChatChunk:
+    if isinstance(event, Final):
+        return wire.ChatChunk(model=inference.model, created_at=timefmt.now(),
+                              message=wire.ReplyMessage(role="assistant", content=""), done=True,
+                              request_id=inference.request_id, **_metrics(event))
+    message = wire.ReplyMessage(role="assistant", content=event.text,
+                               tool_calls=_wire_calls(event.tool_calls) or None)
+    return wire.ChatChunk(model=inference.model, created_at=timefmt.now(), message=message, done=False)
+
+
+async def _collect(events: Any) -> tuple[str, list[ToolCall], Final]:
+    text: list[str] = []
+    calls: list[ToolCall] = []
+    final = Final()
+    async for event in events:
+        if isinstance(event, Delta):
+            text.append(event.text)
+            calls.extend(event.tool_calls)
+        else:
+            final = event
+    return "".join(text), calls, final
+
+
+async def _start(services: Services, inference: Inference, endpoint: str) -> Served:
+    served = await services.pipeline.run(inference, endpoint)
+    served.events = await streams.with_first(served.events)
+    return served
+
+
+@post("/api/generate", status_code=200)
+async def generate(request: Request, services: Services) -> Response[Any] | Stream:
+    req = await body.read(request, wire.GenerateRequest, services.settings.max_body_bytes)
+    inference = convert.generate(req, client_address(request))
+    served = await _start(services, inference, "/api/generate")
+    if inference.stream:
+        return streams.ndjson(served.events, lambda e: _generate_chunk(inference, e), served.headers)
+    text, _, final = await _collect(served.events)
+    chunk = _generate_chunk(inference, final)
+    chunk.response = text
+    return Response(chunk, headers=served.headers)
+
+
+@post("/api/chat", status_code=200)
+async def chat(request: Request, services: Services) -> Response[Any] | Stream:
+    req = await body.read(request, wire.ChatRequest, services.settings.max_body_bytes)
+    inference = convert.chat(req, client_address(request))
+    served = await _start(services, inference, "/api/chat")
+    if inference.stream:
+        return streams.ndjson(served.events, lambda e: _chat_chunk(inference, e), served.headers)
+    text, calls, final = await _collect(served.events)
+    chunk = _chat_chunk(inference, final)
+    chunk.message = wire.ReplyMessage(role="assistant", content=text,
+                                     tool_calls=_wire_calls(calls) or None)
+    return Response(chunk, headers=served.headers)
+
+
+def normalise(vector: list[float], dimensions: int | None = None) -> list[float]:
+    if dimensions:
+        vector = vector[:dimensions]
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+@post("/api/embed", status_code=200)
+async def embed(request: Request, services: Services) -> wire.EmbedResponse:
+    req = await body.read(request, wire.EmbedRequest, services.settings.max_body_bytes)
+    texts = [req.input] if isinstance(req.input, str) else list(req.input or [])
+    if req.dimensions is not None and req.dimensions <= 0:
+        raise BadRequest("dimensions must be a positive number")
+    inference = Inference(model=convert.model_name(req.model, ""), kind="generate",
+                          options=convert.opts.validate(req.options),
+                          keep_alive=convert.keep_alive_seconds(req.keep_alive),
+                          client=client_address(request))
+    if not texts:
+        await services.registry.resolve(inference.model)
+        return wire.EmbedResponse(model=inference.model, embeddings=[])
+    _, result = await services.pipeline.embed(inference, texts, req.truncate is not False, "/api/embed")
+    return wire.EmbedResponse(
+        model=inference.model, embeddings=[normalise(v, req.dimensions) for v in result.vectors],
+        total_duration=result.total_ns, load_duration=result.load_ns,
+        prompt_eval_count=result.prompt_tokens)
+
+
+@post("/api/embeddings", status_code=200)
+async def embeddings(request: Request, services: Services) -> wire.LegacyEmbedResponse:
+    req = await body.read(request, wire.LegacyEmbedRequest, services.settings.max_body_bytes)
+    inference = Inference(model=convert.model_name(req.model, ""), kind="generate",
+                          options=convert.opts.validate(req.options),
+                          keep_alive=convert.keep_alive_seconds(req.keep_alive),
+                          client=client_address(request))
+    if not req.prompt:
+        await services.registry.resolve(inference.model)
+        return wire.LegacyEmbedResponse(embedding=[])
+    _, result = await services.pipeline.embed(inference, [req.prompt], True, "/api/embeddings")
+    return wire.LegacyEmbedResponse(embedding=result.vectors[0])
+
+
+ROUTES = [generate, chat, embed, embeddings]

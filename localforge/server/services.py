@@ -1,0 +1,35 @@
+"""What the controllers use, built by the app factory and opened in the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pluggy
+import sqlite_utils
+from litestar import Request
+from litestar.datastructures import State
+
+from localforge.config import Settings
+from localforge.pipeline import Pipeline
+from localforge.route.registry import Registry
+from localforge.schedule.slots import Slots
+from localforge.store.layout import ModelStore
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    pm: pluggy.PluginManager
+    db: sqlite_utils.Database
+    store: ModelStore
+    registry: Registry
+    slots: Slots
+    pipeline: Pipeline
+
+
+def provide_services(state: State) -> Services:
+    return state.services  # type: ignore[no-any-return]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
