@@ -20,7 +20,7 @@ from localforge.memory.records import Recorder
 from localforge.pipeline import Pipeline
 from localforge.route.registry import Registry
 from localforge.schedule.slots import Slots
-from localforge.server import errors, ollama_inference, ollama_models
+from localforge.server import errors, ollama_inference, ollama_manage, ollama_models, openai_api
 from localforge.server.services import Services, provide_services
 from localforge.store.layout import ModelStore
 
@@ -76,7 +76,8 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
                 services.db.conn.close()
 
     return Litestar(
-        route_handlers=[*ollama_models.ROUTES, *ollama_inference.ROUTES],
+        route_handlers=[*ollama_models.ROUTES, *ollama_inference.ROUTES, *ollama_manage.ROUTES,
+                        *openai_api.ROUTES],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""The profile of a request: what it asks for, how big it is, how sensitive, what it is like."""
