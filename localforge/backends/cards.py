@@ -26,8 +26,8 @@ def card_for(manifest: Manifest, path: Path) -> ModelCard:
     template = prompts.choose(info.chat_template, set(info.tokens), manifest.template)
     capabilities = ["embedding"] if info.is_embedding_model else ["completion"]
     if not info.is_embedding_model:
-        if "tools" in template.text or template.source.startswith("built-in"):
-            capabilities.append("tools")
+        # templates that do not render tools themselves get LocalForge's tool instructions
+        capabilities.append("tools")
         if info.has_fim:
             capabilities.append("insert")
     model_info = {k: v for k, v in info.metadata.items() if not k.startswith("tokenizer.chat")}

@@ -6,6 +6,7 @@ so when the client goes away the generation stops after at most one more token.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -158,9 +159,8 @@ class LlamaCppBackend:
             if schema == "json":
                 return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
             if isinstance(schema, dict):
-                import json
                 return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-        except (ValueError, RuntimeError) as exc:
+        except Exception as exc:  # llama-cpp-python's schema converter raises bare Exceptions
             raise BadRequest(f"invalid format schema: {exc}") from exc
         raise BadRequest("format must be \"json\" or a JSON schema object")
 
