@@ -9,20 +9,20 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException
 
-from localforge.errors import LocalForgeError, ServerBusy
+from localforge.errors import LocalForgeError, ModelNotFound, ServerBusy
 
 log = logging.getLogger(__name__)
 
 
-def openai_error(message: str, kind: str, status: int) -> dict[str, Any]:
-    code = {404: "model_not_found", 429: "rate_limit_exceeded"}.get(status)
+def openai_error(message: str, kind: str, status: int, code: str | None = None) -> dict[str, Any]:
+    code = code or {429: "rate_limit_exceeded"}.get(status)
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
 def _respond(request: Request, status: int, message: str, kind: str,
-             headers: dict[str, str] | None = None) -> Response[Any]:
+             headers: dict[str, str] | None = None, code: str | None = None) -> Response[Any]:
     if request.url.path.startswith("/v1/"):
-        content: dict[str, Any] = openai_error(message, kind, status)
+        content: dict[str, Any] = openai_error(message, kind, status, code)
     else:
         content = {"error": message}
     return Response(content, status_code=status, headers=headers, media_type="application/json")
@@ -31,7 +31,9 @@ def _respond(request: Request, status: int, message: str, kind: str,
 def handle_localforge(request: Request, exc: Exception) -> Response[Any]:
     assert isinstance(exc, LocalForgeError)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServerBusy) else None
-    return _respond(request, exc.status, exc.message, exc.openai_type, headers)
+    # only a missing model is "model_not_found"; an unknown route or blob is another 404
+    code = "model_not_found" if isinstance(exc, ModelNotFound) else None
+    return _respond(request, exc.status, exc.message, exc.openai_type, headers, code)
 
 
 def handle_http(request: Request, exc: Exception) -> Response[Any]:
