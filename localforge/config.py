@@ -84,14 +84,24 @@ def parse_ollama_host(value: str) -> tuple[str, int]:
     return host, port
 
 
+def _env_keep_alive(value: str) -> str | float:
+    """Ollama's variable takes a duration, or (unlike the API field) a bare number of seconds."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
 def _from_env(environ: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if environ.get("OLLAMA_HOST"):
         values["host"], values["port"] = parse_ollama_host(environ["OLLAMA_HOST"])
     if environ.get("OLLAMA_KEEP_ALIVE"):
-        values["keep_alive"] = environ["OLLAMA_KEEP_ALIVE"]
+        values["keep_alive"] = _env_keep_alive(environ["OLLAMA_KEEP_ALIVE"])
     if environ.get("OLLAMA_ORIGINS"):
         values["origins"] = [o.strip() for o in environ["OLLAMA_ORIGINS"].split(",") if o.strip()]
+    if environ.get("HF_ENDPOINT"):  # as huggingface_hub reads it, e.g. for a mirror
+        values["hf_endpoint"] = environ["HF_ENDPOINT"]
     for name in _ENV_FIELDS:
         raw = environ.get(f"LOCALFORGE_{name.upper()}")
         if raw is not None:
