@@ -1,0 +1,44 @@
+"""`localforge list`, `ps`, `show` and `--help`, as a user types them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import ollama
+
+from conftest import RunningServer
+
+
+def run(*args: str, server: RunningServer | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OLLAMA_HOST": server.url if server else "127.0.0.1:1"}
+    return subprocess.run([sys.executable, "-m", "localforge.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=60)
+
+
+def test_help_documents_every_command_and_option() -> None:
+    top = run("--help").stdout
+    for command in ("serve", "list", "ps", "show", "plugins"):
+        assert command in top
+    serve = run("serve", "--help").stdout
+    for option in ("--host", "--port", "--config", "--models-dir", "--data-dir"):
+        assert option in serve
+
+
+def test_list_ps_and_show_talk_to_the_server(server: RunningServer, client: ollama.Client) -> None:
+    listing = run("list", server=server)
+    assert listing.returncode == 0 and "smollm2:135m" in listing.stdout and "NAME" in listing.stdout
+    client.generate("tiny", "x", options={"num_predict": 1}, keep_alive="1m")
+    running = run("ps", server=server)
+    assert "tiny:latest" in running.stdout and "CPU" in running.stdout
+    shown = run("show", "smollm2:135m", server=server)
+    assert "llama" in shown.stdout and "8192" in shown.stdout and "completion" in shown.stdout
+    assert "FROM smollm2:135m" in run("show", "smollm2:135m", "--modelfile", server=server).stdout
+
+
+def test_a_clear_error_when_the_server_is_down_or_the_model_unknown(server: RunningServer) -> None:
+    down = run("list")
+    assert down.returncode != 0 and "could not reach" in down.stderr
+    missing = run("show", "ghost", server=server)
+    assert missing.returncode != 0 and "model 'ghost' not found" in missing.stderr
