@@ -230,7 +230,9 @@ class LlamaCppBackend:
                 if piece:
                     yield Delta(text=piece)
         finally:
-            await anyio.to_thread.run_sync(chunks.close)
+            # shielded: on a client disconnect this runs inside a cancelled scope
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(chunks.close)
         ended = time.perf_counter_ns()
         answer = "".join(collected)
         if request.tools:
