@@ -52,6 +52,7 @@ class Inference:
     format: Format = None
     options: dict[str, Any] = field(default_factory=dict)
     keep_alive: float | None = None  # seconds; None = server default
+    think: bool | str | None = None
     stream: bool = True
     client: str = ""
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)

@@ -108,3 +108,12 @@ def test_invalid_image_data_is_400(http: httpx.Client) -> None:
 
 def test_the_server_log_has_no_unhandled_errors_after_all_that(server: RunningServer) -> None:
     assert "Traceback" not in server.log()
+
+
+def test_thinking_on_a_model_that_cannot_think_is_400(http: httpx.Client) -> None:
+    response = http.post("/api/chat", json={"model": "tiny", "think": True, "messages": [
+        {"role": "user", "content": "hi"}]})
+    assert response.status_code == 400 and error_of(response) == '"tiny:latest" does not support thinking'
+    ok = http.post("/api/chat", json={"model": "tiny", "think": False, "stream": False, "options": {"num_predict": 1},
+                                      "messages": [{"role": "user", "content": "hi"}]})
+    assert ok.status_code == 200

@@ -57,7 +57,9 @@ class LlamaCppBackend:
         found = [*self.store.list(), *self.store.loose_files()]
         found += [Manifest(model=m.name, gguf=str(Path(m.path).expanduser().resolve()),
                            template=m.template or "", system=m.system or "",
-                           parameters=opts.parse_modelfile_parameters(m.parameters), source="config")
+                           parameters=opts.parse_modelfile_parameters(
+                               {**m.parameters, **({"num_ctx": m.num_ctx} if m.num_ctx else {})}),
+                           source="config")
                   for m in self.settings.models]
         if self.settings.demo_models:
             if self._demo is None:
@@ -112,22 +114,35 @@ class LlamaCppBackend:
         self._loaded[key] = loaded
         return loaded, time.perf_counter_ns() - started
 
-    async def load(self, card: ModelCard, options: dict[str, Any]) -> int:
-        embedding = "embedding" in card.capabilities
+    async def load(self, card: ModelCard, options: dict[str, Any], embedding: bool | None = None) -> int:
+        """`embedding` picks the embedding configuration of a chat model (the scheduler asks)."""
+        embedding = "embedding" in card.capabilities if embedding is None else embedding
         _, load_ns = await self._ensure(card, options, embedding)
         return load_ns
 
-    async def unload(self, card: ModelCard) -> None:
+    async def unload(self, card: ModelCard, options: dict[str, Any] | None = None,
+                     embedding: bool | None = None) -> None:
+        """Unload every configuration of the model, or only the one `options`/`embedding` name."""
         for key in [k for k, v in self._loaded.items() if v.card.name.lower() == card.name.lower()]:
+            if options is not None and key != self._key(card, options, bool(embedding)):
+                continue
             loaded = self._loaded.pop(key)
             async with loaded.lock:
                 await anyio.to_thread.run_sync(loaded.llm.close)
 
+    def footprint(self, card: ModelCard, options: dict[str, Any],
+                  embedding: bool = False) -> tuple[int, int]:
+        """(bytes, context length) a configuration will take once loaded, from GGUF metadata:
+        the weights, an f16 KV cache for its context, and llama.cpp's compute buffers."""
+        params = self._load_params(card, options, embedding)
+        n_vocab = int(card.model_info.get(f"{card.details.family}.vocab_size") or 32_000)
+        overhead = 16 * 2**20 + 4 * n_vocab * 32
+        return card.size + _kv_cache_bytes(card, params["n_ctx"]) + overhead, params["n_ctx"]
+
     def resident(self) -> list[Residency]:
         out = []
         for loaded in self._loaded.values():
-            kv = _kv_cache_bytes(loaded.card, loaded.n_ctx)
-            size = loaded.card.size + kv
+            size, _ = self.footprint(loaded.card, dict(loaded.key[3]), loaded.embedding)
             out.append(Residency(name=loaded.card.name, size=size, size_vram=0,
                                  context_length=loaded.n_ctx, expires_at=None))
         return out
@@ -187,6 +202,8 @@ class LlamaCppBackend:
             raise Unsupported(f"\"{card.name}\" does not support generate")
         if request.images or any(m.images for m in request.messages):
             raise Unsupported(f"{card.name} does not support images: it is a text-only model")
+        if request.think not in (None, False) and "thinking" not in card.capabilities:
+            raise Unsupported(f"\"{card.name}\" does not support thinking")
         if request.tools and "tools" not in card.capabilities:
             raise Unsupported(f"{card.name} does not support tools")
         info = gguf_info.read(Path(card.source["path"]))

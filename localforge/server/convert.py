@@ -70,7 +70,13 @@ def chat(req: wire.ChatRequest, client: str) -> Inference:
         messages=[message(m) for m in req.messages or []],
         tools=req.tools or [], format=format_value(req.format),
         options=opts.validate(req.options), keep_alive=keep_alive_seconds(req.keep_alive),
-        stream=req.stream is not False, client=client)
+        think=think_value(req.think), stream=req.stream is not False, client=client)
+
+
+def think_value(value: Any) -> bool | str | None:
+    if value is None or isinstance(value, bool) or value in ("low", "medium", "high", "max"):
+        return value  # type: ignore[no-any-return]
+    raise BadRequest("think must be true, false, \"low\", \"medium\", \"high\" or \"max\"")
 
 
 def generate(req: wire.GenerateRequest, client: str) -> Inference:
@@ -79,5 +85,5 @@ def generate(req: wire.GenerateRequest, client: str) -> Inference:
         suffix=req.suffix or "", system=req.system, template=req.template or None,
         raw=bool(req.raw), images=[image(i) for i in req.images or []],
         format=format_value(req.format), options=opts.validate(req.options),
-        keep_alive=keep_alive_seconds(req.keep_alive), stream=req.stream is not False,
-        client=client)
+        keep_alive=keep_alive_seconds(req.keep_alive), think=think_value(req.think),
+        stream=req.stream is not False, client=client)
