@@ -1,0 +1,50 @@
+"""The `[ollama]` section of localforge.toml: the Ollama servers LocalForge fronts.
+
+    [[ollama.upstreams]]
+    url = "http://gpu-box-1:11434"
+    name = "gpu1"          # optional; default host:port
+    prefix = ""            # optional: e.g. "gpu1/" makes "gpu1/llama3.2:3b"
+    models = []            # optional allow-list of upstream names ("llama3.2:3b")
+
+Upstreams that offer a model under the same name form a fleet for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from localforge.errors import BadRequest
+from localforge_openai.fleet import FleetSettings
+
+
+class UpstreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    url: str
+    name: str = ""
+    prefix: str = ""
+    models: list[str] = []
+    locality: Literal["local", "remote"] | None = None  # None: guessed from the address
+    api_key_env: str | None = None  # for an Ollama behind an authenticating proxy
+    timeout_s: float = 600.0
+
+    @property
+    def label(self) -> str:
+        parts = urlsplit(self.url)
+        return self.name or f"{parts.hostname}:{parts.port or 11434}"
+
+
+class OllamaConfig(FleetSettings, kw_only=True, forbid_unknown_fields=True):
+    upstreams: list[UpstreamConfig] = []
+
+
+def parse(section: dict[str, Any]) -> OllamaConfig:
+    try:
+        config = msgspec.convert(section, OllamaConfig)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"invalid [ollama] configuration: {exc}") from exc
+    labels = [u.label for u in config.upstreams]
+    if len(set(labels)) != len(labels):
+        raise BadRequest("invalid [ollama] configuration: upstream names must be unique")
+    return config

@@ -1,0 +1,199 @@
+"""The OpenAI-compatible backend: every model of every configured endpoint, as LocalForge models.
+
+Models are discovered from each endpoint's `/models` and rediscovered every `refresh_s`. Endpoints
+that offer a model under the same LocalForge name form a fleet for it (see `fleet`): two vLLM
+boxes serving `qwen2.5:7b` are one model with two places to run.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from localforge import names
+from localforge.backends.base import ModelCard, ModelDetails, Residency
+from localforge.errors import BackendFailed, LocalForgeError
+from localforge.inference import Embedding, Event, Inference
+from localforge_openai import from_openai, to_openai
+from localforge_openai.config import EndpointConfig, OpenAIConfig, guess_locality
+from localforge_openai.fleet import Endpoint, Fleet, describe
+
+log = logging.getLogger(__name__)
+BACKEND = "openai"
+_BAD = re.compile(r"[^A-Za-z0-9._/:-]+")
+
+
+def local_name(upstream_id: str, prefix: str) -> str | None:
+    """The LocalForge name of an upstream model id, or None when no valid name can be made.
+    A file path (llama-cpp-python's id without an alias) becomes its file name."""
+    text = upstream_id.strip()
+    if text.startswith(("/", "~", ".")) or "\\" in text:
+        text = re.split(r"[\\/]", text)[-1].removesuffix(".gguf")
+    base, colon, tag = text.rpartition(":")
+    text = base.replace(":", "-") + colon + tag if colon else text
+    text = _BAD.sub("-", prefix + text).strip("-/")
+    return names.canonical(text) if names.is_valid(text) else None
+
+
+@dataclass(slots=True)
+class Discovered:
+    ids: list[str] = field(default_factory=list)
+    first_seen: dict[str, datetime] = field(default_factory=dict)  # shown as modified_at
+    fresh_until: float = 0.0
+    ever: bool = False
+
+
+class OpenAIBackend:
+    name = BACKEND
+
+    def __init__(self, config: OpenAIConfig) -> None:
+        self.config = config
+        self.endpoints = {e.name: e for e in config.endpoints}
+        self.client = httpx.AsyncClient()
+        self.fleet = Fleet(self.client, self._probe, config)
+        for e in config.endpoints:
+            self.fleet.add(Endpoint(e.name, e.base_url.rstrip("/"), "openai endpoint",
+                                    e.api_key_env, e.timeout_s))
+        self._found: dict[str, Discovered] = {e.name: Discovered() for e in config.endpoints}
+
+    def _headers(self, endpoint: Endpoint) -> dict[str, str]:
+        key = endpoint.api_key()
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _probe(self, endpoint: Endpoint) -> httpx.Request:
+        return self.client.build_request("GET", endpoint.base_url + "/models",
+                                         headers=self._headers(endpoint))
+
+    # discovery: models() runs in a worker thread (the registry scans there), so plain httpx is fine
+    def _discover(self, config: EndpointConfig) -> list[str]:
+        found = self._found[config.name]
+        if time.monotonic() < found.fresh_until:
+            return found.ids
+        endpoint = self.fleet.members[config.name].endpoint
+        try:
+            response = httpx.get(endpoint.base_url + "/models", headers=self._headers(endpoint),
+                                 timeout=self.config.probe_timeout_s * 2)
+            response.raise_for_status()
+            ids = [str(m["id"]) for m in response.json().get("data") or [] if m.get("id")]
+        except (httpx.HTTPError, LocalForgeError, ValueError, LookupError, AttributeError, TypeError) as exc:
+            # keep what was known; before the first success, the allow-list stands in, so a
+            # request for those models gets an error naming the endpoint, not "not found"
+            log.warning("%s: cannot list models: %s", endpoint.label, endpoint.scrub(describe(exc)))
+            found.fresh_until = time.monotonic() + min(self.config.refresh_s, 10.0)
+            return found.ids if found.ever else list(config.models)
+        if config.models:
+            ids = [i for i in ids if i in config.models]
+        found.ids, found.ever = ids, True
+        for i in ids:
+            found.first_seen.setdefault(i, datetime.now(UTC))
+        found.fresh_until = time.monotonic() + self.config.refresh_s
+        return ids
+
+    def models(self) -> list[ModelCard]:
+        cards: dict[str, ModelCard] = {}
+        for config in self.config.endpoints:
+            for upstream_id in self._discover(config):
+                name = local_name(upstream_id, config.prefix)
+                if name is None:
+                    log.warning("openai endpoint '%s': model id %r cannot be a model name",
+                                config.name, upstream_id)
+                    continue
+                card = cards.get(name.lower())
+                if card is None:
+                    card = cards[name.lower()] = self._card(name, upstream_id, config)
+                    card.modified_at = self._found[config.name].first_seen.get(upstream_id)
+                self._join(card, upstream_id, config)
+        return list(cards.values())
+
+    def _card(self, name: str, upstream_id: str, config: EndpointConfig) -> ModelCard:
+        capabilities = config.capabilities or (
+            ["embedding"] if "embed" in upstream_id.lower() else ["completion", "tools"])
+        return ModelCard(
+            name=name, backend=BACKEND, details=ModelDetails(format="openai", family="openai"),
+            capabilities=list(capabilities), locality="local",
+            model_info={"general.architecture": "openai", "localforge.upstream_id": upstream_id,
+                        "localforge.endpoints": [], "localforge.input_price": 0.0,
+                        "localforge.output_price": 0.0},
+            modelfile_notes=[f"served by OpenAI-compatible endpoints; upstream id {upstream_id}"],
+            source={"routes": {}})
+
+    def _join(self, card: ModelCard, upstream_id: str, config: EndpointConfig) -> None:
+        """Add an endpoint to a model's fleet; the model is as remote and as dear as its most
+        remote and dearest endpoint, so a privacy or cost policy errs on the safe side."""
+        card.source["routes"][config.name] = upstream_id
+        card.model_info["localforge.endpoints"].append(config.name)
+        if (config.locality or guess_locality(config.base_url)) == "remote":
+            card.locality = "remote"
+        for key, price in (("input", config.input_price), ("output", config.output_price)):
+            field_name = f"localforge.{key}_price"
+            card.model_info[field_name] = max(card.model_info[field_name], price)
+
+    def _request(self, endpoint: Endpoint, path: str, body: dict[str, Any]) -> httpx.Request:
+        return self.client.build_request("POST", endpoint.base_url + path, json=body,
+                                         headers=self._headers(endpoint),
+                                         timeout=endpoint.timeout())
+
+    async def infer(self, card: ModelCard, request: Inference) -> AsyncIterator[Event]:
+        routes: dict[str, str] = card.source["routes"]
+        path = "/chat/completions" if to_openai.uses_chat(request) else "/completions"
+        stream = not request.tools
+
+        def build(endpoint: Endpoint) -> httpx.Request:
+            style = self.endpoints[endpoint.name].structured_output
+            body = to_openai.body(request, routes[endpoint.name], card.system, style, stream)
+            return self._request(endpoint, path, body)
+
+        started = time.perf_counter_ns()
+        async with self.fleet.open(list(routes), build) as (endpoint, response):
+            if stream:
+                async for event in from_openai.stream(response, endpoint.label):
+                    yield event
+                return
+            data = await _json(response, endpoint)
+        for event in from_openai.whole(data, endpoint.label, started):
+            yield event
+
+    async def embed(self, card: ModelCard, texts: list[str], options: dict[str, Any],
+                    truncate: bool = True) -> Embedding:
+        routes: dict[str, str] = card.source["routes"]
+        started = time.perf_counter_ns()
+
+        def build(endpoint: Endpoint) -> httpx.Request:
+            return self._request(endpoint, "/embeddings",
+                                 {"model": routes[endpoint.name], "input": texts})
+
+        async with self.fleet.open(list(routes), build) as (endpoint, response):
+            data = await _json(response, endpoint)
+        result = from_openai.embedding(data, endpoint.label, len(texts))
+        result.total_ns = time.perf_counter_ns() - started
+        return result
+
+    def footprint(self, card: ModelCard, options: dict[str, Any], embedding: bool) -> tuple[int, int]:
+        return 0, 0  # the model lives on the endpoint: no local memory to budget
+
+    async def load(self, card: ModelCard, options: dict[str, Any], embedding: bool = False) -> int:
+        return 0  # the endpoint decides what it keeps loaded
+
+    async def unload(self, card: ModelCard) -> None:
+        return None
+
+    def resident(self) -> list[Residency]:
+        return []  # OpenAI's API has no equivalent of /api/ps
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def _json(response: httpx.Response, endpoint: Endpoint) -> Any:
+    raw = await response.aread()
+    try:
+        return response.json() if raw else {}
+    except ValueError:
+        raise BackendFailed(f"{endpoint.label} answered with something that is not JSON") from None

@@ -1,0 +1,69 @@
+"""The `[openai]` section of localforge.toml: the OpenAI-compatible endpoints LocalForge fronts.
+
+    [[openai.endpoints]]
+    name = "openai"
+    base_url = "https://api.openai.com/v1"
+    api_key_env = "OPENAI_API_KEY"   # the variable's name; the key itself never goes in a file
+    locality = "remote"
+    input_price = 0.15               # dollars per million prompt tokens
+    output_price = 0.60              # dollars per million generated tokens
+    models = ["gpt-4o-mini"]         # optional allow-list of upstream ids
+    prefix = "openai/"               # optional: the model is then "openai/gpt-4o-mini"
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from localforge.errors import BadRequest
+from localforge_openai.fleet import FleetSettings
+
+Locality = Literal["local", "remote"]
+
+
+class EndpointConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    base_url: str
+    api_key_env: str | None = None
+    locality: Locality | None = None  # None: local for loopback and private addresses
+    input_price: float = 0.0
+    output_price: float = 0.0
+    models: list[str] = []
+    prefix: str = ""
+    timeout_s: float = 600.0
+    # how a JSON schema is asked for: OpenAI, vLLM and llama-server take "json_schema";
+    # llama-cpp-python's server only knows {"type": "json_object", "schema": ...}
+    structured_output: Literal["json_schema", "json_object"] = "json_schema"
+    # capabilities shown for every model of this endpoint; default: guessed from the id
+    capabilities: list[str] | None = None
+
+
+class OpenAIConfig(FleetSettings, kw_only=True, forbid_unknown_fields=True):
+    endpoints: list[EndpointConfig] = []
+
+
+def parse(section: dict[str, Any]) -> OpenAIConfig:
+    try:
+        config = msgspec.convert(section, OpenAIConfig)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"invalid [openai] configuration: {exc}") from exc
+    names = [e.name for e in config.endpoints]
+    if len(set(names)) != len(names):
+        raise BadRequest("invalid [openai] configuration: endpoint names must be unique")
+    return config
+
+
+def guess_locality(base_url: str) -> Locality:
+    """Loopback, private and link-local addresses are this machine or the LAN."""
+    host = urlsplit(base_url).hostname or ""
+    if host in ("localhost",) or host.endswith((".local", ".lan", ".internal")):
+        return "local"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "remote"
+    return "local" if address.is_private or address.is_loopback or address.is_link_local else "remote"
