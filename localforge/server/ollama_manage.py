@@ -1,5 +1,192 @@
-"""(being written)"""
+"""Model management: POST /api/pull, HEAD/POST /api/blobs/:digest, POST /api/create, POST /api/copy
+and DELETE /api/delete.
+
+Pull and create stream progress lines (NDJSON) unless `stream` is false, in which case only the last
+line is sent. Everything that can go wrong before the first line (a bad name, an unknown
+repository or quant, a missing blob, a bad template) is answered with its real status.
+"""
 
 from __future__ import annotations
 
-ROUTES: list[object] = []
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, delete, head, post
+from litestar.response import Stream
+
+from localforge import names
+from localforge.errors import BadRequest, ModelNotFound
+from localforge.server import body, streams, wire
+from localforge.server.services import Services
+from localforge.store import create as making
+from localforge.store import pull as pulling
+from localforge.store.layout import Manifest
+
+
+async def _started(steps: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """Run up to the first step now, so errors before any output keep their HTTP status."""
+    first = await anext(steps)
+
+    async def chained() -> AsyncIterator[Any]:
+        yield first
+        async for step in steps:
+            yield step
+
+    return chained()
+
+
+async def _lines(steps: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    try:
+        async for step in steps:
+            yield msgspec.json.encode(_progress(step)) + b"\n"
+    except Exception as exc:
+        yield msgspec.json.encode(wire.ErrorBody(error=streams.error_message(exc))) + b"\n"
+
+
+def _progress(step: pulling.PullStep) -> wire.Progress:
+    return wire.Progress(status=step.status, digest=step.digest, total=step.total,
+                         completed=step.completed)
+
+
+async def _answer(steps: AsyncIterator[pulling.PullStep], stream: bool | None) -> Response[Any] | Stream:
+    """NDJSON progress, or with `stream: false` only the last line."""
+    if stream is False:
+        last = pulling.PullStep("success")
+        async for step in steps:
+            last = step
+        return Response(_progress(last))
+    return Stream(_lines(await _started(steps)), media_type=streams.NDJSON)
+
+
+# pull
+async def _pull_known(name: str) -> AsyncIterator[pulling.PullStep]:
+    yield pulling.PullStep("pulling manifest")
+    yield pulling.PullStep("success")
+
+
+async def _refreshing(services: Services, steps: AsyncIterator[pulling.PullStep],
+                      ) -> AsyncIterator[pulling.PullStep]:
+    async for step in steps:
+        if step.status == "success":
+            await services.registry.refresh()
+        yield step
+
+
+@post("/api/pull", status_code=200)
+async def pull(request: Request, services: Services) -> Response[Any] | Stream:
+    req = await body.read(request, wire.PullRequest, services.settings.max_body_bytes)
+    name = req.model or req.name
+    if not name:
+        raise BadRequest("model is required")
+    hub = pulling.hub_name(name)
+    if hub is None:
+        try:  # a model already here needs no pull, as `ollama pull` of an up-to-date model
+            await services.registry.resolve(name)
+        except ModelNotFound:
+            raise BadRequest(f"cannot pull '{name}': LocalForge pulls GGUF models from Hugging "
+                             "Face, named hf.co/{owner}/{repo}[:{quant}]") from None
+        return await _answer(_pull_known(name), req.stream)
+    steps = pulling.pull(services.store, services.settings.hf_endpoint, hub)
+    return await _answer(_refreshing(services, steps), req.stream)
+
+
+# blobs
+@head("/api/blobs/{digest:str}")
+async def blob_exists(digest: str, services: Services) -> Response[None]:
+    found = services.store.has_blob(digest)
+    return Response(None, status_code=200 if found else 404)
+
+
+@post("/api/blobs/{digest:str}", request_max_body_size=None)
+async def blob_upload(digest: str, request: Request, services: Services) -> Response[bytes]:
+    """Stream the body to disk (no size limit: GGUF files are gigabytes), then check its digest."""
+    created = await making.receive_blob(services.store, digest, request.stream())
+    return Response(b"", status_code=201 if created else 200)
+
+
+# create
+async def _create_steps(manifest: Manifest) -> AsyncIterator[pulling.PullStep]:
+    if manifest.gguf.startswith("sha256"):
+        yield pulling.PullStep(f"using existing layer {manifest.gguf}")
+    else:
+        yield pulling.PullStep(f"using GGUF file {manifest.gguf}")
+    yield pulling.PullStep("writing manifest")
+    yield pulling.PullStep("success")
+
+
+async def _base(services: Services, req: wire.CreateRequest) -> tuple[Manifest, str]:
+    """The model's GGUF and the settings it starts from; the label names it in errors."""
+    if req.adapters:
+        raise BadRequest("adapters are not supported: merge the adapter into a GGUF first")
+    if req.quantize:
+        raise BadRequest("quantize is not supported: pull or upload a GGUF that is already quantized")
+    if req.from_ and req.files:
+        raise BadRequest("give either 'from' or 'files', not both")
+    if req.files:
+        manifest = making.from_blob(services.store, req.files)
+        return manifest, f"'{next(iter(req.files))}' ({manifest.gguf})"
+    if not req.from_:
+        raise BadRequest("neither 'from' nor 'files' was specified")
+    if making.looks_like_path(req.from_):
+        manifest = making.from_path(req.from_)
+        return manifest, manifest.gguf
+    stored = services.store.read(req.from_)
+    if stored is not None:
+        return stored, f"the file of model '{req.from_}'"
+    entry = await services.registry.resolve(req.from_)
+    return making.manifest_of(entry.card), f"the file of model '{req.from_}'"
+
+
+@post("/api/create", status_code=200)
+async def create(request: Request, services: Services) -> Response[Any] | Stream:
+    req = await body.read(request, wire.CreateRequest, services.settings.max_body_bytes)
+    name = names.canonical(req.model or req.name)
+    base, label = await _base(services, req)
+    messages = [msgspec.to_builtins(m) for m in req.messages] if req.messages is not None else None
+    manifest = making.settle(base, name, template=req.template, system=req.system,
+                             parameters=req.parameters, license=req.license, messages=messages)
+    await making.write_checked(services.store, manifest, label)
+    await services.registry.refresh()
+    return await _answer(_create_steps(manifest), req.stream)
+
+
+# copy and delete
+@post("/api/copy", status_code=200)
+async def copy(request: Request, services: Services) -> Response[bytes]:
+    req = await body.read(request, wire.CopyRequest, services.settings.max_body_bytes)
+    if not req.source or not req.destination:
+        raise BadRequest("source and destination are required")
+    destination = names.canonical(req.destination)
+    source = services.store.read(req.source)
+    if source is None:
+        source = making.manifest_of((await services.registry.resolve(req.source)).card)
+    await making.write_checked(services.store, making.settle(
+        source, destination, template=None, system=None, parameters=None, license=None,
+        messages=None), f"the file of model '{req.source}'")
+    await services.registry.refresh()
+    return Response(b"", status_code=200)
+
+
+@delete("/api/delete", status_code=200)
+async def delete_model(request: Request, services: Services) -> Response[bytes]:
+    req = await body.read(request, wire.DeleteRequest, services.settings.max_body_bytes)
+    name = req.model or req.name
+    if not name:
+        raise BadRequest("model is required")
+    if not services.store.manifest_path(name).is_file():
+        card = (await services.registry.resolve(name)).card  # ModelNotFound if unknown
+        raise BadRequest(f"model '{name}' is not in the model store and cannot be deleted "
+                         f"here: it is {making.origin(services.settings, services.store, card)}")
+    with contextlib.suppress(ModelNotFound):  # a manifest whose file is gone is still deleted
+        await services.slots.unload(await services.registry.resolve(name))
+    manifest = services.store.read(name)
+    services.store.delete(name)
+    if manifest is not None:
+        making.remove_unreferenced(services.store, manifest.gguf)
+    await services.registry.refresh()
+    return Response(b"", status_code=200)
+
+
+ROUTES: list[Callable[..., Any]] = [pull, blob_exists, blob_upload, create, copy, delete_model]

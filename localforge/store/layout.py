@@ -35,6 +35,8 @@ class Manifest:
     license: str = ""
     source: str = ""  # where it came from: "hf.co/…", "create", "file", "config", "demo"
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    # a conversation to start from, given to /api/create as `messages`
+    messages: list[dict[str, Any]] = field(default_factory=list)
 
 
 def digest_hex(digest: str) -> str:

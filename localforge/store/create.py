@@ -1,0 +1,189 @@
+"""Making models in the store: uploaded blobs, `/api/create`, copies, and deletes.
+
+A model is made from one GGUF (an uploaded blob, another model's file, or an absolute path to a
+`.gguf` on the server's disk) plus Modelfile settings. Everything is checked before anything is
+written: the blob exists and reads as a GGUF, the parameters are known options, the template
+parses. Models that live outside the store (loose files, config entries, demo models) can be
+copied into it, but not deleted through the API: they are owned by the file system or the config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from localforge import names
+from localforge.backends import cards, gguf_info, gotemplate
+from localforge.backends.base import ModelCard
+from localforge.config import Settings
+from localforge.errors import BadRequest
+from localforge.options import parse_modelfile_parameters
+from localforge.store.layout import Manifest, ModelStore, digest_hex
+
+WRITE_BATCH = 1 << 20
+_ACTION = re.compile(r"\{\{.*?\}\}", re.S)
+
+
+# blobs
+async def receive_blob(store: ModelStore, digest: str, chunks: AsyncIterator[bytes]) -> bool:
+    """Stream an upload into `blobs/`, checking its sha256; True if stored, False if it was there.
+
+    The bytes go to a temporary file beside the blobs and are renamed into place only when the
+    digest matches, so a failed or mismatched upload leaves nothing behind.
+    """
+    want = digest_hex(digest)
+    store.ensure()
+    if store.has_blob(digest):
+        async for _ in chunks:  # drain, so the client finishes sending before it reads the answer
+            pass
+        return False
+    fd, tmp = tempfile.mkstemp(dir=store.blobs, prefix=".upload-")
+    sha = hashlib.sha256()
+
+    def put(data: bytes) -> None:
+        sha.update(data)
+        os.write(fd, data)
+
+    try:
+        buffer = bytearray()
+        async for chunk in chunks:
+            buffer += chunk
+            if len(buffer) >= WRITE_BATCH:
+                data, buffer = bytes(buffer), bytearray()
+                await anyio.to_thread.run_sync(put, data)
+        await anyio.to_thread.run_sync(put, bytes(buffer))
+        os.close(fd)
+        fd = -1
+        if sha.hexdigest() != want:
+            raise BadRequest(f"digest mismatch: the body's digest is sha256:{sha.hexdigest()}, "
+                             f"not sha256:{want}")
+        os.replace(tmp, store.blob_path(digest))
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+    return True
+
+
+def remove_unreferenced(store: ModelStore, digest: str) -> bool:
+    """Delete a blob that no manifest names any more; True if it was removed."""
+    if not digest.startswith("sha256") or any(m.gguf == digest for m in store.list()):
+        return False
+    path = store.blob_path(digest)
+    if not path.is_file():
+        return False
+    path.unlink()
+    return True
+
+
+# where a model comes from
+def manifest_of(card: ModelCard) -> Manifest:
+    """A manifest that serves the same file with the same settings, for a model outside the store."""
+    path = card.source.get("path")
+    if card.backend != cards.BACKEND or not path:
+        raise BadRequest(f"model '{card.name}' is served by the {card.backend} backend and has "
+                         "no GGUF file here to copy")
+    modelfile = card.source.get("template_source") == "modelfile"
+    parameters = dict(card.parameters)
+    if not modelfile and parameters.get("stop") == card.source.get("template_stop"):
+        parameters.pop("stop")  # it came from the template; a new template brings its own
+    return Manifest(model=card.name, gguf=str(path), template=card.template if modelfile else "",
+                    system=card.system, parameters=parameters, license=card.license, source="file")
+
+
+def origin(settings: Settings, store: ModelStore, card: ModelCard) -> str:
+    """Where a model outside the store comes from, and how to remove it instead."""
+    path = Path(card.source.get("path") or "")
+    if card.backend != cards.BACKEND:
+        return f"served by the {card.backend} backend"
+    if path.suffix == ".gguf" and path.parent == store.root.resolve():
+        return f"the file {path} in the models directory; delete the file to remove it"
+    configured = {names.canonical(m.name).lower() for m in settings.models if names.is_valid(m.name)}
+    if names.canonical(card.name).lower() in configured:
+        return "declared under [[models]] in the config file; remove it there"
+    return "a demo model from localforge[demo]; set demo_models = false to hide it"
+
+
+# create
+def from_blob(store: ModelStore, files: dict[str, str]) -> Manifest:
+    if len(files) != 1:
+        raise BadRequest(f"files must name exactly one GGUF file, got {len(files)}: "
+                         f"{', '.join(sorted(files))}")
+    filename, digest = next(iter(files.items()))
+    digest = f"sha256:{digest_hex(digest)}"
+    if not store.has_blob(digest):
+        raise BadRequest(f"blob {digest} for '{filename}' not found: upload it first with "
+                         f"POST /api/blobs/{digest}")
+    return Manifest(model="", gguf=digest, source="create")
+
+
+def from_path(text: str) -> Manifest:
+    """A GGUF file on the server's own disk; only an absolute path to an existing readable .gguf."""
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise BadRequest(f"from: '{text}' is a relative path; give an absolute path to a .gguf "
+                         "file on the server, or upload it with POST /api/blobs")
+    if path.suffix.lower() != ".gguf" or not path.is_file() or not os.access(path, os.R_OK):
+        raise BadRequest(f"from: {path} is not a readable .gguf file on the server")
+    return Manifest(model="", gguf=str(path.resolve()), source="file")
+
+
+def looks_like_path(text: str) -> bool:
+    return text.startswith(("/", "~", "./", "../")) or text.lower().endswith(".gguf")
+
+
+def check_template(text: str) -> None:
+    """A Go template must compile with our gotemplate subset, a Jinja one must parse."""
+    if gotemplate.is_go_template(text):
+        gotemplate.compile_template(text)
+        if "{{" in _ACTION.sub("", text):
+            raise BadRequest("template: unclosed action ('{{' without '}}')")
+        return
+    try:
+        ImmutableSandboxedEnvironment().parse(text)
+    except TemplateSyntaxError as exc:
+        raise BadRequest(f"template: {exc.message} (line {exc.lineno})") from exc
+
+
+def check_gguf(store: ModelStore, manifest: Manifest, label: str) -> None:
+    """Raise BadRequest unless the model's file reads as a GGUF (blocking: run in a thread)."""
+    try:
+        gguf_info.read(store.gguf_path(manifest))
+    except BadRequest as exc:
+        raise BadRequest(f"{label} is not a valid GGUF file: LocalForge creates models from "
+                         "GGUF files only") from exc
+    except OSError as exc:
+        raise BadRequest(f"{label} cannot be read: {exc.strerror}") from exc
+
+
+def settle(base: Manifest, name: str, *, template: str | None, system: str | None,
+           parameters: dict[str, Any] | None, license: str | list[str] | None,
+           messages: list[dict[str, Any]] | None) -> Manifest:
+    """The new model: the base with each given setting replacing (parameters: merged over) its own."""
+    if template is not None and template.strip():
+        check_template(template)
+    merged = {**base.parameters, **parse_modelfile_parameters(parameters or {})}
+    return replace(
+        base, model=names.canonical(name), parameters=merged,
+        template=base.template if template is None else template,
+        system=base.system if system is None else system,
+        license=base.license if license is None else (
+            "\n".join(license) if isinstance(license, list) else license),
+        messages=base.messages if messages is None else messages,
+        created_at=datetime.now(UTC).isoformat())
+
+
+async def write_checked(store: ModelStore, manifest: Manifest, label: str) -> None:
+    await anyio.to_thread.run_sync(check_gguf, store, manifest, label)
+    await anyio.to_thread.run_sync(store.write, manifest)

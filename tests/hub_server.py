@@ -1,0 +1,128 @@
+"""A stand-in for the Hugging Face Hub on loopback: the tree API and `resolve` downloads with Range.
+
+It answers exactly the requests LocalForge makes of the real Hub: `GET /api/models/{o}/{r}/tree/main`
+lists files with `lfs.oid` (the sha256), and `GET /{o}/{r}/resolve/main/{file}` redirects to a
+CDN-like URL that serves the bytes, honouring `Range: bytes=N-`. A test can make the next download
+of a file drop the connection after some bytes, or serve bytes that do not match the sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+
+@dataclass
+class HubFile:
+    data: bytes
+    sha256: str  # what the tree API advertises; normally the data's real digest
+
+
+@dataclass
+class Hub:
+    repos: dict[str, dict[str, HubFile]] = field(default_factory=dict)
+    # file path -> bytes to send before dropping the connection, for the next download only
+    drop_after: dict[str, int] = field(default_factory=dict)
+    downloads: list[tuple[str, str | None]] = field(default_factory=list)  # (file, Range header)
+    url: str = ""
+    server: ThreadingHTTPServer | None = None
+
+    def add(self, repo: str, path: str, data: bytes, sha256: str | None = None) -> HubFile:
+        file = HubFile(data, sha256 or hashlib.sha256(data).hexdigest())
+        self.repos.setdefault(repo, {})[path] = file
+        return file
+
+    def find(self, sha256: str) -> tuple[str, HubFile] | None:
+        for files in self.repos.values():
+            for path, file in files.items():
+                if file.sha256 == sha256:
+                    return path, file
+        return None
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _json(self, status: int, value: object) -> None:
+            body = json.dumps(value).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802
+            path = unquote(urlsplit(self.path).path)
+            if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/main", path):
+                files = hub.repos.get(m.group(1))
+                if files is None:  # the real Hub answers 401 for a repo it will not show
+                    return self._json(401, {"error": "Repository not found"})
+                return self._json(200, [
+                    {"type": "file", "path": p, "size": len(f.data), "oid": "0" * 40,
+                     "lfs": {"oid": f.sha256, "size": len(f.data), "pointerSize": 134}}
+                    for p, f in files.items()] + [{"type": "file", "path": "README.md", "size": 5,
+                                                    "oid": "1" * 40}])
+            if m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/main/(.+)", path):
+                file = hub.repos.get(m.group(1), {}).get(m.group(2))
+                if file is None:
+                    return self._json(404, {"error": "Entry not found"})
+                self.send_response(302)
+                self.send_header("Location", f"/cdn/{file.sha256}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            if m := re.fullmatch(r"/cdn/([0-9a-f]{64})", path):
+                return self._serve(m.group(1))
+            return self._json(404, {"error": "not found"})
+
+        def _serve(self, sha256: str) -> None:
+            found = hub.find(sha256)
+            if found is None:
+                return self._json(404, {"error": "not found"})
+            name, file = found
+            wanted = self.headers.get("Range")
+            hub.downloads.append((name, wanted))
+            start = 0
+            if wanted and (m := re.fullmatch(r"bytes=(\d+)-", wanted)):
+                start = int(m.group(1))
+            body = file.data[start:]
+            self.send_response(206 if start else 200)
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(file.data) - 1}/{len(file.data)}")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            cut = hub.drop_after.pop(name, None)
+            if cut is not None:
+                self.wfile.write(body[:cut])
+                self.wfile.flush()
+                self.close_connection = True
+                return None
+            self.wfile.write(body)
+            return None
+
+    return Handler
+
+
+def start_hub() -> Hub:
+    hub = Hub()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
+    server.daemon_threads = True
+    hub.server = server
+    hub.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return hub
