@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -41,6 +41,13 @@ class Settings(msgspec.Struct, kw_only=True):
     # how many requests one model serves at once; llama.cpp contexts run one at a time
     parallel: int = 1
     max_queue: int = 512
+    # the schedule stage: memory for resident models ("8GiB", bytes; unset: NVML's free VRAM, or
+    # 75% of available RAM), how long a request may starve, how long a loaded model is kept
+    vram_budget: int | str | None = None
+    ram_budget: int | str | None = None
+    starvation_s: float = 30.0
+    min_resident_s: float = 5.0
+    schedule_policy: Literal["localforge", "fifo"] = "localforge"
     max_body_bytes: int = 64 * 1024 * 1024
     default_num_ctx: int = 4096
     n_threads: int | None = None
@@ -67,6 +74,7 @@ class Settings(msgspec.Struct, kw_only=True):
 
 _KNOWN = set(Settings.__struct_fields__) - {"plugins"}
 _ENV_FIELDS = ("host", "port", "data_dir", "models_dir", "keep_alive", "parallel", "max_queue",
+               "vram_budget", "ram_budget", "starvation_s", "min_resident_s", "schedule_policy",
                "max_body_bytes", "default_num_ctx", "n_threads", "demo_models", "hf_endpoint")
 
 

@@ -21,7 +21,7 @@ from localforge.inference import Delta, Embedding, Event, Final, Inference
 from localforge.memory.records import Recorder, RequestRecord
 from localforge.plugins import call_all
 from localforge.route.registry import Entry, Registry
-from localforge.schedule.slots import Slots
+from localforge.schedule.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,10 @@ class Served:
 
 
 class Pipeline:
-    def __init__(self, registry: Registry, slots: Slots, recorder: Recorder,
+    def __init__(self, registry: Registry, scheduler: Scheduler, recorder: Recorder,
                  pm: pluggy.PluginManager) -> None:
         self.registry = registry
-        self.slots = slots
+        self.scheduler = scheduler
         self.recorder = recorder
         self.pm = pm
 
@@ -64,14 +64,18 @@ class Pipeline:
         started = time.perf_counter_ns()
         final: Final | None = None
         try:
-            async with self.slots.slot(entry, request.keep_alive):
-                if request.is_load_only:
-                    final = await self._load_or_unload(entry, request)
-                    yield final
+            if request.is_load_only and request.keep_alive == 0:
+                await self.scheduler.unload(entry)
+                yield Final(done_reason="unload")
+                return
+            async with self.scheduler.slot(entry, request.options, request.keep_alive) as grant:
+                if request.is_load_only:  # the scheduler loaded it to grant the slot
+                    yield Final(done_reason="load", load_ns=grant.load_ns)
                     return
                 async for event in entry.backend.infer(entry.card, request):
                     if isinstance(event, Final):
                         event.total_ns = time.perf_counter_ns() - started
+                        event.load_ns = event.load_ns or grant.load_ns
                         final = event
                     yield event
         except LocalForgeError as exc:
@@ -90,14 +94,6 @@ class Pipeline:
             record.finish(final)
         await self._save(record, started)
 
-    async def _load_or_unload(self, entry: Entry, request: Inference) -> Final:
-        if request.keep_alive == 0:
-            await self.slots.unload(entry)
-            return Final(done_reason="unload")
-        load_ns = await entry.backend.load(entry.card, request.options)
-        self.slots.mark_loaded(entry, request.keep_alive)
-        return Final(done_reason="load", load_ns=load_ns)
-
     async def embed(self, request: Inference, texts: list[str], truncate: bool,
                     endpoint: str) -> tuple[Entry, Embedding]:
         record = RequestRecord(id=request.request_id, endpoint=endpoint,
@@ -106,8 +102,10 @@ class Pipeline:
         try:
             entry = await self.route(request)
             record.served_model, record.backend = entry.card.name, entry.backend.name
-            async with self.slots.slot(entry, request.keep_alive):
+            async with self.scheduler.slot(entry, request.options, request.keep_alive,
+                                           embedding=True) as grant:
                 result = await entry.backend.embed(entry.card, texts, request.options, truncate)
+            result.load_ns = result.load_ns or grant.load_ns
         except LocalForgeError as exc:
             await self._record_error(record, exc)
             raise
@@ -125,6 +123,9 @@ class Pipeline:
         if started is not None:
             record.total_ns = time.perf_counter_ns() - started
         row: dict[str, Any] = await self.recorder.save(record)
+        if record.status == "ok" and record.served_model:
+            self.scheduler.meter.served(record.served_model, record.total_ns / 1e9,
+                                        record.eval_tokens, record.eval_ns / 1e9)
         await call_all(self.pm.hook.request_complete(record=row))
 
 

@@ -136,7 +136,7 @@ class LlamaCppBackend:
         the weights, an f16 KV cache for its context, and llama.cpp's compute buffers."""
         params = self._load_params(card, options, embedding)
         n_vocab = int(card.model_info.get(f"{card.details.family}.vocab_size") or 32_000)
-        overhead = 16 * 2**20 + 4 * n_vocab * 32
+        overhead = 4 * 2**20 + 4 * n_vocab * 16  # graph and logits buffers, measured on CPU
         return card.size + _kv_cache_bytes(card, params["n_ctx"]) + overhead, params["n_ctx"]
 
     def resident(self) -> list[Residency]:

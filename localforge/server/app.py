@@ -19,8 +19,10 @@ from localforge.memory.db import open_db
 from localforge.memory.records import Recorder
 from localforge.pipeline import Pipeline
 from localforge.route.registry import Registry
-from localforge.schedule.slots import Slots
-from localforge.server import errors, ollama_inference, ollama_manage, ollama_models, openai_api
+from localforge.schedule.disconnect import watch_disconnect
+from localforge.schedule.scheduler import Scheduler
+from localforge.server import (errors, metrics, ollama_inference, ollama_manage, ollama_models,
+                               openai_api)
 from localforge.server.services import Services, provide_services
 from localforge.store.layout import ModelStore
 
@@ -50,9 +52,9 @@ def build_services(settings: Settings, pm: pluggy.PluginManager) -> Services:
                                               settings=settings)
     db = open_db(settings.data_dir / "localforge.db")
     registry = Registry(backends)
-    slots = Slots(settings.parallel, settings.max_queue, settings.default_keep_alive_s)
-    pipeline = Pipeline(registry, slots, Recorder(db), pm)
-    return Services(settings, pm, db, store, registry, slots, pipeline)
+    scheduler = Scheduler.from_settings(settings)
+    pipeline = Pipeline(registry, scheduler, Recorder(db), pm)
+    return Services(settings, pm, db, store, registry, scheduler, pipeline)
 
 
 def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Litestar:
@@ -65,7 +67,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
         await services.registry.refresh()
         await plugins.call_all(manager.hook.startup(state=app.state))
         async with anyio.create_task_group() as tg:
-            tg.start_soon(services.slots.run_expiry)
+            tg.start_soon(services.scheduler.run)
             try:
                 yield
             finally:
@@ -77,7 +79,8 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
 
     return Litestar(
         route_handlers=[*ollama_models.ROUTES, *ollama_inference.ROUTES, *ollama_manage.ROUTES,
-                        *openai_api.ROUTES],
+                        *openai_api.ROUTES, *metrics.ROUTES],
+        middleware=[watch_disconnect],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]

@@ -105,7 +105,7 @@ async def ps(services: Services) -> wire.PsResponse:
     entries = {e.card.name.lower(): e.card for e in await services.registry.entries()}
     for backend in services.registry.backends:
         for residency in backend.resident():
-            services.slots.annotate(residency)
+            services.scheduler.annotate(residency)
             card = entries.get(residency.name.lower())
             models.append(wire.PsModel(
                 name=residency.name, model=residency.name, size=residency.size,

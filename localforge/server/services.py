@@ -12,7 +12,7 @@ from litestar.datastructures import State
 from localforge.config import Settings
 from localforge.pipeline import Pipeline
 from localforge.route.registry import Registry
-from localforge.schedule.slots import Slots
+from localforge.schedule.scheduler import Scheduler
 from localforge.store.layout import ModelStore
 
 
@@ -23,8 +23,13 @@ class Services:
     db: sqlite_utils.Database
     store: ModelStore
     registry: Registry
-    slots: Slots
+    scheduler: Scheduler
     pipeline: Pipeline
+
+    @property
+    def slots(self) -> Scheduler:
+        """The scheduler's former name; kept while controllers still say `services.slots`."""
+        return self.scheduler
 
 
 def provide_services(state: State) -> Services:

@@ -1,0 +1,247 @@
+"""The scheduling state machine: per-model queues, residency and a memory budget, with no I/O.
+
+Nothing here sleeps, reads a clock or touches a backend. Callers pass `now` (seconds on any
+monotonic clock) into every event, then ask the policy `decide(now)` for what to do next: start
+queued requests, load a model, unload one. The async layer (`scheduler.py`) executes those actions
+against real backends; the benchmark's `--simulate` mode and the property tests execute them
+against a fake clock. Both drive this very code.
+
+A *configuration* (`Config`) is one model with one set of load options (another `num_ctx` is
+another configuration: another resident copy with another footprint). Two policies share the
+state and differ only in `plan`: `Fifo` is what Ollama does (one global queue in arrival order,
+swapping on demand), `Forge` is LocalForge's (see policy.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from localforge.errors import ServerBusy, Unavailable
+
+QUEUE_FULL = "server busy, please try again.  maximum pending requests exceeded"
+State = Literal["absent", "loading", "ready", "unloading"]
+
+
+@dataclass(slots=True)
+class Ticket:
+    """A request waiting for, or holding, a slot of its configuration."""
+
+    id: int
+    key: str
+    arrived: float
+    keep_alive_s: float | None = None  # None: the server default
+    started: float | None = None
+
+
+@dataclass(slots=True)
+class Config:
+    """One resident configuration of a model, and what the scheduler knows about it."""
+
+    key: str
+    model: str  # the model's canonical name
+    footprint: int  # bytes it takes when resident: the estimate, then what loading measured
+    load_s: float  # expected seconds to load: the estimate, then the measured time
+    service_s: float = 1.0  # expected seconds per request, learned as requests finish
+    queue: deque[Ticket] = field(default_factory=deque)
+    state: State = "absent"
+    in_flight: int = 0
+    loaded_at: float = 0.0
+    last_used: float = 0.0
+    keep_alive_s: float = 300.0
+    expires_at: float = math.inf  # only meaningful while idle and resident
+    loads: int = 0
+
+    @property
+    def holds_memory(self) -> bool:
+        return self.state != "absent"
+
+    @property
+    def idle(self) -> bool:
+        return self.state == "ready" and self.in_flight == 0
+
+
+@dataclass(slots=True, frozen=True)
+class Start:
+    key: str
+    tickets: tuple[int, ...]
+
+
+@dataclass(slots=True, frozen=True)
+class Load:
+    key: str
+
+
+@dataclass(slots=True, frozen=True)
+class Unload:
+    key: str
+    reason: Literal["evict", "expired"]
+
+
+Action = Start | Load | Unload
+
+
+class Core:
+    """State and events shared by every policy; subclasses implement `plan`."""
+
+    name = "core"
+
+    def __init__(self, budget: int, *, parallel: int = 1, max_queue: int = 512,
+                 default_keep_alive_s: float = 300.0, starvation_s: float = 30.0,
+                 min_resident_s: float = 5.0) -> None:
+        self.budget = budget
+        self.parallel = max(1, parallel)
+        self.max_queue = max_queue
+        self.default_keep_alive_s = default_keep_alive_s
+        self.starvation_s = starvation_s
+        self.min_resident_s = min_resident_s
+        self.configs: dict[str, Config] = {}
+        self._tickets: dict[int, Ticket] = {}
+
+    # what the policy and its readers can see
+    @property
+    def used(self) -> int:
+        return sum(c.footprint for c in self.configs.values() if c.holds_memory)
+
+    @property
+    def queued(self) -> int:
+        return sum(len(c.queue) for c in self.configs.values())
+
+    def config(self, key: str) -> Config:
+        return self.configs[key]
+
+    def waiting_since(self, config: Config) -> float:
+        return config.queue[0].arrived if config.queue else math.inf
+
+    # events
+    def register(self, key: str, model: str, footprint: int, load_s: float) -> Config:
+        """Make a configuration known (or refresh its estimates while it is not resident)."""
+        config = self.configs.get(key)
+        if config is None:
+            config = self.configs[key] = Config(key, model, footprint, load_s,
+                                                keep_alive_s=self.default_keep_alive_s)
+        elif config.state == "absent" and config.loads == 0:
+            config.footprint, config.load_s = footprint, load_s
+        return config
+
+    def submit(self, ticket: Ticket) -> None:
+        """Queue a request; ServerBusy when the queue is full, Unavailable when it can never fit."""
+        config = self.configs[ticket.key]
+        if config.footprint > self.budget:
+            raise Unavailable(f"model '{config.model}' needs {config.footprint} bytes but the "
+                              f"memory budget is {self.budget} bytes")
+        if self.queued >= self.max_queue:
+            raise ServerBusy(QUEUE_FULL, retry_after=self.retry_after())
+        config.queue.append(ticket)
+        self._tickets[ticket.id] = ticket
+
+    def retry_after(self) -> int:
+        """Seconds a refused client should wait: roughly how long the queue takes to drain."""
+        work = sum(len(c.queue) * c.service_s for c in self.configs.values()) / self.parallel
+        return max(1, min(60, math.ceil(work / max(1, len(self.configs)))))
+
+    def cancel(self, ticket_id: int) -> bool:
+        """Take a request out of its queue; False if it already started (or is unknown)."""
+        ticket = self._tickets.get(ticket_id)
+        if ticket is None or ticket.started is not None:
+            return False
+        self.configs[ticket.key].queue.remove(ticket)
+        del self._tickets[ticket_id]
+        return True
+
+    def finish(self, ticket_id: int, now: float) -> float:
+        """A started request is done; returns its service time. The last keep_alive wins."""
+        ticket = self._tickets.pop(ticket_id)
+        config = self.configs[ticket.key]
+        config.in_flight -= 1
+        config.last_used = now
+        served = now - (ticket.started if ticket.started is not None else now)
+        config.service_s = 0.7 * config.service_s + 0.3 * served
+        config.keep_alive_s = (self.default_keep_alive_s if ticket.keep_alive_s is None
+                               else ticket.keep_alive_s)
+        if config.in_flight == 0:
+            config.expires_at = now + config.keep_alive_s
+        return served
+
+    def loaded(self, key: str, now: float, measured_bytes: int | None, load_s: float) -> None:
+        config = self.configs[key]
+        config.state, config.loaded_at, config.last_used = "ready", now, now
+        config.load_s, config.loads = load_s, config.loads + 1
+        config.expires_at = now + config.keep_alive_s
+        if measured_bytes:
+            config.footprint = measured_bytes
+
+    def load_failed(self, key: str) -> list[int]:
+        """The load failed: forget the reservation and fail everything queued for it."""
+        config = self.configs[key]
+        config.state = "absent"
+        failed = [t.id for t in config.queue]
+        for ticket_id in failed:
+            del self._tickets[ticket_id]
+        config.queue.clear()
+        return failed
+
+    def unloaded(self, key: str) -> None:
+        config = self.configs[key]
+        config.state, config.expires_at = "absent", math.inf
+
+    def expire(self, key: str, now: float) -> None:
+        """Ollama's `keep_alive: 0` form: unload once idle."""
+        config = self.configs[key]
+        config.keep_alive_s, config.expires_at = 0.0, now
+
+    def keep(self, key: str, now: float, keep_alive_s: float | None) -> None:
+        """An explicit load sets how long the model stays (the empty-prompt load form)."""
+        config = self.configs[key]
+        config.keep_alive_s = self.default_keep_alive_s if keep_alive_s is None else keep_alive_s
+        config.last_used = now
+        if config.in_flight == 0:
+            config.expires_at = now + config.keep_alive_s
+
+    # decisions
+    def decide(self, now: float) -> list[Action]:
+        """Everything to do now; callers execute the actions and report back through events."""
+        actions: list[Action] = [Unload(c.key, "expired") for c in self.configs.values()
+                                 if c.idle and not c.queue and c.expires_at <= now]
+        for action in actions:
+            self.configs[action.key].state = "unloading"
+        actions += self.plan(now)
+        return actions
+
+    def plan(self, now: float) -> list[Action]:
+        raise NotImplementedError
+
+    def next_wake(self, now: float) -> float:
+        """When `decide` must run again if no event comes first (expiry, deadlines); > now."""
+        return min([t for t in self.wake_times(now) if t > now], default=math.inf)
+
+    def wake_times(self, now: float) -> list[float]:
+        return [c.expires_at for c in self.configs.values() if c.idle and not c.queue]
+
+    # helpers for policies
+    def start(self, config: Config, now: float, limit: int | None = None) -> Start | None:
+        room = self.parallel - config.in_flight if limit is None else limit
+        taken: list[int] = []
+        while config.queue and room > 0:
+            ticket = config.queue.popleft()
+            ticket.started = now
+            taken.append(ticket.id)
+            room -= 1
+        if not taken:
+            return None
+        config.in_flight += len(taken)
+        config.expires_at = math.inf
+        return Start(config.key, tuple(taken))
+
+    def begin_load(self, config: Config) -> Load:
+        config.state = "loading"
+        return Load(config.key)
+
+    def begin_unload(self, config: Config) -> Unload:
+        config.state = "unloading"
+        return Unload(config.key, "evict")
+
+    def fits(self, config: Config) -> bool:
+        return self.used + config.footprint <= self.budget

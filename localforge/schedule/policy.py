@@ -1,0 +1,184 @@
+"""Two scheduling policies over the same state: Ollama's FIFO and LocalForge's queue-per-model.
+
+`Fifo` serves one global queue in arrival order: the oldest request's model is loaded on demand
+(evicting the least recently used idle model), and that request blocks everyone behind it, as
+Ollama's single `processPending` loop does. Two clients on two models that do not fit together
+make it reload on almost every request.
+
+`Forge` keeps serving a resident model while it has queued work (in batches of `parallel`) and
+swaps only when that model has nothing left to do, or when a waiting request would otherwise
+break the starvation bound. The bound is enforced ahead of time: the requests at the heads of the
+waiting queues are lined up in arrival order, and as soon as the time to drain, unload and load
+them one after another would bring any of them to `starvation_s`, the oldest one's model is swapped
+in. A freshly loaded model with queued work keeps the GPU for `min_resident_s` (and at least as
+long as its own load took) so that the swaps forced by starvation cannot degenerate into one load
+per request when the server is overloaded.
+
+An idle resident model is not evicted the instant another model has work: it lingers for
+`load_s / waiting` seconds (ski rental: wait as long as a reload would cost the waiting requests),
+because a client that sends requests back to back leaves its queue empty for a moment between
+them.
+"""
+
+from __future__ import annotations
+
+import math
+
+from localforge.schedule.core import Action, Config, Core
+
+SAFETY = 1.25  # estimates are means; aim the starvation trigger early by this factor
+
+
+class Fifo(Core):
+    name = "fifo"
+
+    def plan(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        while True:
+            waiting = [c for c in self.configs.values() if c.queue]
+            if not waiting:
+                return actions
+            head = min(waiting, key=self.waiting_since)
+            if head.state == "ready" and head.in_flight < self.parallel:
+                started = self.start(head, now, limit=1)
+                if started:
+                    actions.append(started)
+                continue
+            if head.state == "absent" and not any(c.state == "loading" for c in self.configs.values()):
+                actions += self._bring_in(head)
+            return actions
+
+    def _bring_in(self, head: Config) -> list[Action]:
+        if self.fits(head):
+            return [self.begin_load(head)]
+        freeing = sum(c.footprint for c in self.configs.values() if c.state == "unloading")
+        need = self.used - freeing + head.footprint - self.budget
+        actions: list[Action] = []
+        for victim in sorted((c for c in self.configs.values() if c.idle), key=lambda c: c.last_used):
+            if need <= 0:
+                break
+            actions.append(self.begin_unload(victim))
+            need -= victim.footprint
+        return actions
+
+
+class Forge(Core):
+    name = "localforge"
+
+    def plan(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        draining: set[str] = set()
+        if not any(c.state == "loading" for c in self.configs.values()):
+            target, urgent = self._target(now)
+            if target is not None:
+                if self.fits(target):
+                    actions.append(self.begin_load(target))
+                else:
+                    victims = self._victims(target, now, urgent)
+                    if victims and all(v.in_flight == 0 for v in victims):
+                        actions += [self.begin_unload(v) for v in victims]
+                    elif victims:
+                        draining = {v.key for v in victims}
+        for config in sorted(self.configs.values(), key=self.waiting_since):
+            if config.state == "ready" and config.queue and config.key not in draining:
+                started = self.start(config, now)
+                if started:
+                    actions.append(started)
+        return actions
+
+    # which waiting model to bring in, and whether the starvation bound forces it now
+    def _waiting(self) -> list[Config]:
+        return sorted((c for c in self.configs.values() if c.queue and c.state == "absent"),
+                      key=self.waiting_since)
+
+    def _occupancy(self, config: Config, now: float) -> float:
+        """How long a configuration keeps the GPU once its head request has started."""
+        held = config.service_s
+        if len(config.queue) > self.parallel:
+            held = max(held, self.resident_floor(config))
+        return held
+
+    def resident_floor(self, config: Config) -> float:
+        """A model with queued work keeps the GPU at least this long after loading: the bound,
+        or as long as its load took, so that forced swaps spend at most half the time loading."""
+        return max(self.min_resident_s, config.load_s)
+
+    def _drain_s(self, now: float) -> float:
+        """Time until the models holding the memory could give it up."""
+        drain = 0.0
+        for config in self.configs.values():
+            if config.state not in ("ready", "loading"):
+                continue
+            if config.state == "loading":
+                drain = max(drain, config.load_s)
+            for ticket in self._started(config):
+                drain = max(drain, (ticket.started or now) + config.service_s - now)
+            if config.queue and config.state == "ready":
+                drain = max(drain, config.loaded_at + self.resident_floor(config) - now)
+        return max(0.0, drain)
+
+    def _started(self, config: Config) -> list:  # type: ignore[type-arg]
+        return [t for t in self._tickets.values() if t.key == config.key and t.started is not None]
+
+    def _trigger_at(self, now: float) -> float:
+        """The moment the oldest waiting model must be swapped in to keep every head in bound."""
+        elapsed = self._drain_s(now)
+        trigger = math.inf
+        for config in self._waiting():
+            elapsed += config.load_s
+            trigger = min(trigger, self.waiting_since(config) + self.starvation_s
+                          - SAFETY * elapsed - 0.05)
+            elapsed += self._occupancy(config, now)
+        return trigger
+
+    def _target(self, now: float) -> tuple[Config | None, bool]:
+        waiting = self._waiting()
+        if not waiting:
+            return None, False
+        if self._trigger_at(now) <= now:
+            return waiting[0], True
+        busiest = max(waiting, key=lambda c: (len(c.queue), -self.waiting_since(c)))
+        return busiest, False
+
+    def _releasable(self, config: Config, target: Config, now: float) -> bool:
+        """May an idle model with no queue give way to `target` without urgency? (ski rental)"""
+        linger = config.load_s / max(1, len(target.queue))
+        return now - config.last_used >= linger
+
+    def _victims(self, target: Config, now: float, urgent: bool) -> list[Config]:
+        """Resident models to evict so `target` fits (least recently used first), or []."""
+        freeing = sum(c.footprint for c in self.configs.values() if c.state == "unloading")
+        need = self.used - freeing + target.footprint - self.budget
+        if need <= 0:
+            return []  # the memory is already on its way back
+        ready = [c for c in self.configs.values() if c.state == "ready" and c is not target]
+        if urgent:
+            protected = {c.key for c in ready
+                         if c.queue and now - c.loaded_at < self.resident_floor(c)}
+            order = sorted((c for c in ready if c.key not in protected),
+                           key=lambda c: (bool(c.queue), c.in_flight > 0, c.last_used))
+        else:
+            order = sorted((c for c in ready if c.idle and not c.queue
+                            and self._releasable(c, target, now)), key=lambda c: c.last_used)
+        victims: list[Config] = []
+        for config in order:
+            if need <= 0:
+                break
+            victims.append(config)
+            need -= config.footprint
+        return victims if need <= 0 else []
+
+    def wake_times(self, now: float) -> list[float]:
+        times = super().wake_times(now)
+        waiting = self._waiting()
+        if waiting:
+            times.append(self._trigger_at(now))
+            for config in self.configs.values():
+                if config.idle and not config.queue:
+                    times.append(config.last_used + config.load_s / max(1, len(waiting[0].queue)))
+                if config.queue and config.state == "ready":
+                    times.append(config.loaded_at + self.resident_floor(config))
+        return times
+
+
+POLICIES: dict[str, type[Core]] = {"fifo": Fifo, "localforge": Forge}

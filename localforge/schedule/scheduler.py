@@ -1,0 +1,293 @@
+"""The schedule stage: the policy of core.py/policy.py driven by the real clock and real backends.
+
+A request takes a slot with `async with scheduler.slot(entry, options, keep_alive_s) as grant:`.
+It waits in its configuration's queue until the policy starts it (loading the model first, and
+evicting others, if it has to); it leaves the queue if it is cancelled or its HTTP client
+disconnects while waiting, and nothing runs for it. `run()` is the background task that executes
+the policy's decisions; the app's lifespan starts it.
+
+Read-only API for the router (cheap, no I/O, safe to call on every request):
+
+- `is_resident(model_name) -> bool`: a configuration of the model is loaded and ready now.
+- `expected_load_s(card) -> float`: 0 if resident; else the measured load time of the model
+  (the mean of its loads so far), else an estimate from its size (0.5 s + 1 s per GB).
+- `queue_depth(model_name) -> int`: requests waiting (not yet started) for the model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from localforge import names
+from localforge.backends.base import ModelCard, Residency
+from localforge.config import Settings
+from localforge.errors import BackendFailed, Canceled, LocalForgeError, ServerBusy
+from localforge.options import load_key
+from localforge.route.registry import Entry
+from localforge.schedule import budget as memory
+from localforge.schedule.core import Core, Load, Start, Ticket, Unload
+from localforge.schedule.disconnect import until_disconnected
+from localforge.schedule.meter import Meter
+from localforge.schedule.policy import POLICIES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Placement:
+    """How to load one configuration: the model's entry and its load options."""
+
+    entry: Entry
+    options: dict[str, Any]
+    embedding: bool
+    context_length: int
+
+
+@dataclass(slots=True)
+class Grant:
+    waited_s: float
+    load_ns: int = 0  # the load this request waited for, reported as Ollama's load_duration
+
+
+class Scheduler:
+    def __init__(self, policy: Core, budget: memory.Budget,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self.budget = budget
+        self.clock = clock
+        self.meter = Meter()
+        self._placements: dict[str, Placement] = {}
+        self._grants: dict[int, anyio.Event] = {}
+        self._failures: dict[int, LocalForgeError] = {}
+        self._load_ns: dict[int, int] = {}
+        self._fresh: dict[str, int] = {}  # key -> ns of a load whose first requests are not started
+        self._unloads: dict[str, anyio.Event] = {}
+        self._wakeup = anyio.Event()
+        self._ids = itertools.count(1)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Scheduler:
+        found = memory.detect(settings.vram_budget, settings.ram_budget)
+        log.info("memory budget %.2f GB (%s)", found.bytes / 1e9, found.source)
+        policy = POLICIES[settings.schedule_policy](
+            found.bytes, parallel=settings.parallel, max_queue=settings.max_queue,
+            default_keep_alive_s=settings.default_keep_alive_s,
+            starvation_s=settings.starvation_s, min_resident_s=settings.min_resident_s)
+        return cls(policy, found)
+
+    # keys and estimates
+    @staticmethod
+    def key(card: ModelCard, options: dict[str, Any], embedding: bool) -> str:
+        parts = [card.name.lower(), *(["embed"] if embedding else [])]
+        return " ".join(parts + [f"{k}={v}" for k, v in load_key(options)])
+
+    def _footprint(self, entry: Entry, options: dict[str, Any], embedding: bool) -> tuple[int, int]:
+        estimate = getattr(entry.backend, "footprint", None)
+        if callable(estimate):
+            size, context = estimate(entry.card, options, embedding)
+            return int(size), int(context)
+        return entry.card.size, entry.card.context_length
+
+    def expected_load_s(self, card: ModelCard) -> float:
+        if self.is_resident(card.name):
+            return 0.0
+        measured = [c.load_s for c in self._configs(card.name) if c.loads]
+        if measured:
+            return sum(measured) / len(measured)
+        return 0.5 + card.size / 1e9
+
+    # the router's view
+    def _configs(self, model_name: str) -> list[Any]:
+        wanted = names.canonical(model_name).lower()
+        return [c for c in self.policy.configs.values() if c.model.lower() == wanted]
+
+    def is_resident(self, model_name: str) -> bool:
+        return any(c.state == "ready" for c in self._configs(model_name))
+
+    def queue_depth(self, model_name: str) -> int:
+        return sum(len(c.queue) for c in self._configs(model_name))
+
+    # requests
+    @asynccontextmanager
+    async def slot(self, entry: Entry, options: dict[str, Any], keep_alive_s: float | None,
+                   *, embedding: bool = False) -> AsyncIterator[Grant]:
+        """Wait for the model to be resident and a slot free; hold the slot while serving."""
+        key = self.key(entry.card, options, embedding)
+        size, context = self._footprint(entry, options, embedding)
+        self._placements[key] = Placement(entry, dict(options), embedding, context)
+        self.policy.register(key, entry.card.name, size, self.expected_load_s(entry.card) or 0.5)
+        ticket = Ticket(next(self._ids), key, self.clock(), keep_alive_s)
+        try:
+            self.policy.submit(ticket)
+        except ServerBusy:
+            self.meter.rejected += 1
+            raise
+        granted = self._grants[ticket.id] = anyio.Event()
+        self._wake()
+        try:
+            if await self._wait(granted):
+                raise Canceled("request canceled")
+        except BaseException:
+            self._withdraw(ticket)
+            raise
+        failure = self._failures.pop(ticket.id, None)
+        if failure is not None:
+            raise failure
+        waited = (ticket.started or self.clock()) - ticket.arrived
+        self.meter.waited(entry.card.name, waited)
+        try:
+            yield Grant(waited, self._load_ns.pop(ticket.id, 0))
+        finally:
+            self.policy.finish(ticket.id, self.clock())
+            self._wake()
+
+    async def _wait(self, granted: anyio.Event) -> bool:
+        """Wait for the grant; True if the client disconnected first."""
+        gone = False
+        async with anyio.create_task_group() as tg:
+            async def watch() -> None:
+                nonlocal gone
+                await until_disconnected()
+                gone = True
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            await granted.wait()
+            tg.cancel_scope.cancel()
+        return gone and not granted.is_set()
+
+    def _withdraw(self, ticket: Ticket) -> None:
+        self._grants.pop(ticket.id, None)
+        self._load_ns.pop(ticket.id, None)
+        if self.policy.cancel(ticket.id):
+            self.meter.canceled += 1
+        elif ticket.started is not None:
+            self.policy.finish(ticket.id, self.clock())
+        self._wake()
+
+    async def unload(self, entry: Entry) -> None:
+        """Ollama's unload form: every configuration of the model goes once idle; wait for the
+        idle ones so that a following /api/ps no longer lists them."""
+        now = self.clock()
+        waits = []
+        for config in self._configs(entry.card.name):
+            if config.state == "absent":
+                continue
+            self.policy.expire(config.key, now)
+            if config.in_flight == 0 and not config.queue:
+                waits.append(self._unloads.setdefault(config.key, anyio.Event()))
+        self._wake()
+        with anyio.move_on_after(30):
+            for event in waits:
+                await event.wait()
+
+    # the background task
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Execute the policy's decisions until cancelled."""
+        async with anyio.create_task_group() as tg:
+            while True:
+                self._wakeup = anyio.Event()
+                now = self.clock()
+                self._execute(self.policy.decide(now), tg)
+                delay = min(self.policy.next_wake(now) - now, 1.0)
+                with anyio.move_on_after(max(delay, 0.001)):
+                    await self._wakeup.wait()
+
+    def _execute(self, actions: list[Any], tg: TaskGroup) -> None:
+        for action in actions:
+            if isinstance(action, Start):
+                load_ns = self._fresh.pop(action.key, 0)
+                for ticket_id in action.tickets:
+                    self._load_ns[ticket_id] = load_ns
+                    event = self._grants.pop(ticket_id, None)
+                    if event is not None:
+                        event.set()
+            elif isinstance(action, Load):
+                tg.start_soon(self._load, action.key)
+            elif isinstance(action, Unload):
+                tg.start_soon(self._unload, action.key, action.reason)
+
+    async def _load(self, key: str) -> None:
+        place = self._placements[key]
+        config = self.policy.config(key)
+        before = self._memory_now()
+        started = time.perf_counter_ns()
+        try:
+            if callable(getattr(place.entry.backend, "footprint", None)):
+                await place.entry.backend.load(place.entry.card, place.options,
+                                               embedding=place.embedding)  # type: ignore[call-arg]
+            else:
+                await place.entry.backend.load(place.entry.card, place.options)
+        except Exception as exc:
+            error = exc if isinstance(exc, LocalForgeError) else BackendFailed(
+                f"{place.entry.backend.name} could not load model '{place.entry.card.name}'")
+            log.warning("loading %s failed: %s", key, exc)
+            for ticket_id in self.policy.load_failed(key):
+                self._failures[ticket_id] = error
+                if event := self._grants.pop(ticket_id, None):
+                    event.set()
+            self._wake()
+            return
+        elapsed = time.perf_counter_ns() - started
+        size = memory.measured(before, self._memory_now(), config.footprint, self.budget.gpu)
+        self.policy.loaded(key, self.clock(), size, elapsed / 1e9)
+        self._fresh[key] = elapsed
+        self.meter.loads[config.model] += 1
+        self.meter.load_seconds[config.model] += elapsed / 1e9
+        log.info("loaded %s in %.2f s (%s bytes)", key, elapsed / 1e9, size or config.footprint)
+        self._wake()
+
+    def _memory_now(self) -> int | None:
+        return memory.gpu_used_bytes() if self.budget.gpu else memory.process_rss_bytes()
+
+    async def _unload(self, key: str, reason: str) -> None:
+        place = self._placements[key]
+        try:
+            with anyio.CancelScope(shield=True):
+                if callable(getattr(place.entry.backend, "footprint", None)):
+                    await place.entry.backend.unload(  # type: ignore[call-arg]
+                        place.entry.card, options=place.options, embedding=place.embedding)
+                else:
+                    await place.entry.backend.unload(place.entry.card)
+        finally:
+            self.policy.unloaded(key)
+            if reason == "evict":
+                self.meter.evictions[place.entry.card.name] += 1
+            log.info("unloaded %s (%s)", key, reason)
+            if event := self._unloads.pop(key, None):
+                event.set()
+            self._wake()
+
+    # /api/ps
+    def annotate(self, residency: Residency) -> Residency:
+        """Fill in what the scheduler knows: the measured size, where it lives, when it expires."""
+        configs = [c for c in self._configs(residency.name) if c.state != "absent"]
+        match = [c for c in configs
+                 if self._placements[c.key].context_length == residency.context_length]
+        config = (match or configs or [None])[0]
+        if config is None:
+            return residency
+        residency.size = config.footprint
+        residency.size_vram = config.footprint if self.budget.gpu else 0
+        if config.keep_alive_s == math.inf:
+            residency.expires_at = None
+            return residency
+        remaining = config.expires_at - self.clock()
+        if config.in_flight or config.queue or remaining == math.inf:
+            remaining = config.keep_alive_s  # in use: Ollama shows now + duration
+        residency.expires_at = datetime.now(UTC) + timedelta(seconds=max(0.0, remaining))
+        return residency

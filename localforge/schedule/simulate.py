@@ -1,0 +1,114 @@
+"""Drive a scheduling policy with a fake clock: arrivals, loads and generations take the times the
+trace says, and every decision is the policy's own (the same `decide` the server runs).
+
+Used by `localforge bench scheduler --simulate` and by the property tests.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from localforge.errors import LocalForgeError
+from localforge.schedule.core import Core, Load, Start, Ticket, Unload
+
+
+@dataclass(slots=True, frozen=True)
+class SimModel:
+    name: str
+    footprint: int  # bytes
+    load_s: float
+
+
+@dataclass(slots=True, frozen=True)
+class Arrival:
+    at: float
+    model: str
+    service_s: float
+    keep_alive_s: float | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    arrival: Arrival
+    started: float | None = None
+    finished: float | None = None
+    error: str = ""
+
+    @property
+    def wait_s(self) -> float:
+        return (self.started if self.started is not None else math.nan) - self.arrival.at
+
+
+@dataclass(slots=True)
+class Run:
+    outcomes: list[Outcome]
+    loads: int = 0
+    evictions: int = 0
+    peak_bytes: int = 0
+    end: float = 0.0
+    log: list[tuple[float, str, str]] = field(default_factory=list)
+
+    @property
+    def served(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.finished is not None]
+
+
+def simulate(policy: Core, models: dict[str, SimModel], trace: list[Arrival],
+             unload_s: float = 0.0, max_steps: int = 1_000_000) -> Run:
+    """Replay `trace` through `policy`; every request ends served or with an error."""
+    for model in models.values():
+        policy.register(model.name, model.name, model.footprint, model.load_s)
+    run = Run([Outcome(a) for a in trace])
+    seq = itertools.count()
+    events: list[tuple[float, int, str, Any]] = []
+    for index, arrival in enumerate(trace):
+        heapq.heappush(events, (arrival.at, next(seq), "arrive", index))
+    now = 0.0
+    for _ in range(max_steps):
+        wake = policy.next_wake(now)
+        when = min(events[0][0] if events else math.inf, wake)
+        if when == math.inf or (not events and all(o.finished or o.error for o in run.outcomes)):
+            break
+        now = max(now, when)
+        while events and events[0][0] <= now:
+            _, _, kind, data = heapq.heappop(events)
+            _apply(policy, run, kind, data, now)
+        for action in policy.decide(now):
+            if isinstance(action, Start):
+                for ticket_id in action.tickets:
+                    outcome = run.outcomes[ticket_id]
+                    outcome.started = now
+                    heapq.heappush(events, (now + outcome.arrival.service_s, next(seq),
+                                            "finish", ticket_id))
+            elif isinstance(action, Load):
+                run.loads += 1
+                heapq.heappush(events, (now + models[action.key].load_s, next(seq), "loaded",
+                                        action.key))
+            elif isinstance(action, Unload):
+                run.evictions += action.reason == "evict"
+                heapq.heappush(events, (now + unload_s, next(seq), "unloaded", action.key))
+            run.log.append((now, type(action).__name__, action.key))
+        run.peak_bytes = max(run.peak_bytes, policy.used)
+    run.end = now
+    return run
+
+
+def _apply(policy: Core, run: Run, kind: str, data: Any, now: float) -> None:
+    if kind == "arrive":
+        arrival = run.outcomes[data].arrival
+        try:
+            policy.submit(Ticket(data, arrival.model, now, arrival.keep_alive_s))
+        except LocalForgeError as exc:
+            run.outcomes[data].error = exc.message
+    elif kind == "finish":
+        policy.finish(data, now)
+        run.outcomes[data].finished = now
+    elif kind == "loaded":
+        config = policy.config(data)
+        policy.loaded(data, now, None, config.load_s)
+    elif kind == "unloaded":
+        policy.unloaded(data)
