@@ -28,7 +28,8 @@ def sha256(path: Path) -> str:
 def ggufs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("ggufs")
     return {name: write_tiny_llama(folder / f"{name}.gguf", seed=seed)
-            for seed, name in enumerate(["q4", "q8", "resume", "upload", "configured", "doomed", "corrupt"])}
+            for seed, name in enumerate(["q4", "q8", "resume", "upload", "configured", "doomed",
+                                         "corrupt", "first", "second"])}
 
 
 @pytest.fixture(scope="module")
@@ -322,6 +323,16 @@ def test_delete_unloads_and_removes_blobs_no_other_model_uses(
     missing = http.request("DELETE", "/api/delete", json={"model": "doomed"})
     assert missing.status_code == 404
     assert missing.json() == {"error": "model 'doomed' not found"}
+
+
+def test_a_replaced_model_releases_the_blob_nothing_else_uses(
+        client: ollama.Client, http: httpx.Client, ggufs: dict[str, Path]) -> None:
+    first, second = client.create_blob(ggufs["first"]), client.create_blob(ggufs["second"])
+    client.create("replaced", files={"m.gguf": first})
+    client.create("replaced", files={"m.gguf": second}, system="new")
+    assert http.head(f"/api/blobs/{first}").status_code == 404
+    assert http.head(f"/api/blobs/{second}").status_code == 200
+    assert http.post("/api/show", json={"model": "replaced"}).json()["system"] == "new"
 
 
 @pytest.mark.parametrize(("model", "where"), [

@@ -184,6 +184,14 @@ def settle(base: Manifest, name: str, *, template: str | None, system: str | Non
         created_at=datetime.now(UTC).isoformat())
 
 
+def register(store: ModelStore, manifest: Manifest) -> None:
+    """Write the manifest; the blob of a model it replaces goes if no other model uses it."""
+    previous = store.read(manifest.model)
+    store.write(manifest)
+    if previous is not None and previous.gguf != manifest.gguf:
+        remove_unreferenced(store, previous.gguf)
+
+
 async def write_checked(store: ModelStore, manifest: Manifest, label: str) -> None:
     await anyio.to_thread.run_sync(check_gguf, store, manifest, label)
-    await anyio.to_thread.run_sync(store.write, manifest)
+    await anyio.to_thread.run_sync(register, store, manifest)

@@ -27,6 +27,7 @@ import httpx
 from localforge import __version__, names
 from localforge.backends import gguf_info
 from localforge.errors import BackendFailed, BadRequest, LocalForgeError, NotFound
+from localforge.store import create
 from localforge.store.layout import Manifest, ModelStore, sha256_file
 
 HUB_HOSTS = ("hf.co", "huggingface.co")
@@ -265,6 +266,7 @@ async def pull(store: ModelStore, endpoint: str, name: HubName) -> AsyncIterator
         async for step in _download(client, url, store, file):
             yield step
     yield PullStep("writing manifest")
-    store.write(Manifest(model=name.model, gguf=f"sha256:{file.sha256}",
-                         source=f"hf.co/{name.repo_id}/{file.path}"))
+    manifest = Manifest(model=name.model, gguf=f"sha256:{file.sha256}",
+                        source=f"hf.co/{name.repo_id}/{file.path}")
+    await anyio.to_thread.run_sync(create.register, store, manifest)
     yield PullStep("success")
