@@ -180,7 +180,7 @@ async def delete_model(request: Request, services: Services) -> Response[bytes]:
         raise BadRequest(f"model '{name}' is not in the model store and cannot be deleted "
                          f"here: it is {making.origin(services.settings, services.store, card)}")
     with contextlib.suppress(ModelNotFound):  # a manifest whose file is gone is still deleted
-        await services.slots.unload(await services.registry.resolve(name))
+        await services.scheduler.unload(await services.registry.resolve(name))
     manifest = services.store.read(name)
     services.store.delete(name)
     if manifest is not None:
