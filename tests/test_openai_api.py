@@ -254,6 +254,11 @@ def test_unsupported_capabilities_are_a_400(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         oai.completions.create(model="tiny", prompt="x", suffix="y")
     assert "insert" in err.value.message
+    with pytest.raises(openai.BadRequestError) as err:
+        oai.chat.completions.create(model="tiny", messages=ask(), reasoning_effort="high")
+    assert "thinking" in err.value.message
+    # "none" asks for no thinking, which every model can do
+    assert oai.chat.completions.create(model="tiny", messages=ask(), reasoning_effort="none", max_tokens=1)
 
 
 BAD_REQUESTS = [
@@ -269,6 +274,7 @@ BAD_REQUESTS = [
     ("/v1/chat/completions", {"model": "tiny", "messages": ask(),
                               "response_format": {"type": "xml"}}, "response_format"),
     ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "robot", "content": "x"}]}, "role"),
+    ("/v1/chat/completions", {"model": "tiny", "messages": ask(), "reasoning_effort": "max"}, "reasoning_effort"),
     ("/v1/completions", {"model": "tiny", "prompt": [1, 2, 3]}, "token arrays"),
     ("/v1/embeddings", {"model": "tiny", "input": [[1, 2, 3]]}, "token arrays"),
     ("/v1/embeddings", {"model": "tiny", "input": []}, "empty"),

@@ -33,17 +33,20 @@ async def _start(services: Services, inference: Inference, endpoint: str) -> Ser
     return served
 
 
-async def _collect(events: AsyncIterator[Event]) -> tuple[str, list[ToolCall], Final]:
+async def _collect(events: AsyncIterator[Event]) -> tuple[str, str, list[ToolCall], Final]:
+    """The whole answer: its text, its thinking, its tool calls and the Final."""
     text: list[str] = []
+    thinking: list[str] = []
     calls: list[ToolCall] = []
     final = Final()
     async for event in events:
         if isinstance(event, Delta):
             text.append(event.text)
+            thinking.append(event.thinking)
             calls.extend(event.tool_calls)
         else:
             final = event
-    return "".join(text), calls, final
+    return "".join(text), "".join(thinking), calls, final
 
 
 def _usage(final: Final) -> ow.Usage:
@@ -84,10 +87,11 @@ class ChatStream:
     def encode(self, event: Event) -> list[ow.ChatCompletionChunk]:
         if isinstance(event, Delta):
             self.calls.extend(event.tool_calls)
-            if not event.text and not event.tool_calls and self.role_sent:
+            if not (event.text or event.thinking or event.tool_calls) and self.role_sent:
                 return []
             calls = oc.tool_calls(event.tool_calls, with_index=True) or None
-            delta = ow.ChunkDelta(role=self._role(), content=event.text or None, tool_calls=calls)
+            delta = ow.ChunkDelta(role=self._role(), content=event.text or None,
+                                  reasoning=event.thinking or None, tool_calls=calls)
             return [self._chunk(delta)]
         out = [] if self.role_sent else [self._chunk(ow.ChunkDelta(role="assistant", content=""))]
         out.append(self._chunk(ow.ChunkDelta(), oc.finish_reason(event.done_reason, self.calls)))
@@ -104,9 +108,9 @@ async def chat_completions(request: Request, services: Services) -> Response[Any
     if inference.stream:
         state = ChatStream(inference, _include_usage(req))
         return streams.sse(served.events, state.encode, _stream_error, served.headers)
-    text, calls, final = await _collect(served.events)
+    text, thinking, calls, final = await _collect(served.events)
     message = ow.AssistantMessage(role="assistant", content=None if calls and not text else text,
-                                  tool_calls=oc.tool_calls(calls) or None)
+                                  reasoning=thinking or None, tool_calls=oc.tool_calls(calls) or None)
     choice = ow.ChatChoice(index=0, message=message,
                            finish_reason=oc.finish_reason(final.done_reason, calls))
     reply = ow.ChatCompletion(id=f"chatcmpl-{inference.request_id}", created=int(time.time()),
@@ -150,7 +154,7 @@ async def completions(request: Request, services: Services) -> Response[Any] | S
     if inference.stream:
         state = CompletionStream(inference, _include_usage(req), bool(req.echo))
         return streams.sse(served.events, state.encode, _stream_error, served.headers)
-    text, _, final = await _collect(served.events)
+    text, _, _, final = await _collect(served.events)
     if req.echo:
         text = inference.prompt + text
     choice = ow.CompletionChoice(index=0, text=text,

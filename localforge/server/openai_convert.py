@@ -113,6 +113,18 @@ def _tool_choice(tools: list[dict[str, Any]], choice: ToolChoice) -> ToolChoice:
                      "{\"type\": \"function\", \"function\": {\"name\": ...}}")
 
 
+def _think(req: ow.ChatCompletionRequest) -> bool | str | None:
+    """`reasoning_effort` (or `reasoning.effort`) is Ollama's `think`; "none" turns it off."""
+    effort = req.reasoning_effort or (req.reasoning.effort if req.reasoning else None)
+    if effort is None:
+        return None
+    if effort == "none":
+        return False
+    if effort in ("low", "medium", "high"):
+        return effort
+    raise BadRequest(f"reasoning_effort must be \"none\", \"low\", \"medium\" or \"high\", not '{effort}'")
+
+
 def chat(req: ow.ChatCompletionRequest, client: str) -> Inference:
     if not req.messages:
         raise BadRequest("messages must contain at least one message")
@@ -124,7 +136,7 @@ def chat(req: ow.ChatCompletionRequest, client: str) -> Inference:
         tools, choice = [], None
     return Inference(
         model=convert.model_name(req.model, ""), kind="chat", messages=messages, tools=tools,
-        tool_choice=choice, format=_format(req.response_format),
+        tool_choice=choice, format=_format(req.response_format), think=_think(req),
         options=_options(req, req.max_completion_tokens or req.max_tokens),
         stream=bool(req.stream), client=client)
 

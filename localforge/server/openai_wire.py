@@ -61,6 +61,10 @@ class StreamOptions(Struct):
     include_usage: bool | None = None
 
 
+class Reasoning(Struct):
+    effort: str | None = None
+
+
 class Sampling(Struct, kw_only=True):
     """The fields chat and text completions share."""
 
@@ -83,6 +87,8 @@ class ChatCompletionRequest(Sampling, kw_only=True):
     response_format: ResponseFormat | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    reasoning: Reasoning | None = None
 
 
 class CompletionRequest(Sampling, kw_only=True):
@@ -120,6 +126,7 @@ class ToolCallOut(Struct, kw_only=True, omit_defaults=True):
 class AssistantMessage(Struct, omit_defaults=True):
     role: str
     content: str | None
+    reasoning: str | None = None  # a thinking model's thoughts, named as Ollama's /v1 names them
     tool_calls: list[ToolCallOut] | None = None
 
 
@@ -143,6 +150,7 @@ class ChatCompletion(Struct):
 class ChunkDelta(Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    reasoning: str | None = None
     tool_calls: list[ToolCallOut] | None = None
 
 
