@@ -4,6 +4,11 @@ and DELETE /api/delete.
 Pull and create stream progress lines (NDJSON) unless `stream` is false, in which case only the last
 line is sent. Everything that can go wrong before the first line (a bad name, an unknown
 repository or quant, a missing blob, a bad template) is answered with its real status.
+
+Pull takes Hugging Face names, `hf.co/{owner}/{repo}[:{quant}]`, from `hf_endpoint` (or HF_ENDPOINT);
+a name that is already here succeeds without a download. Create takes `files` (one uploaded GGUF
+blob), or `from`: a model name, or an absolute path to a readable `.gguf` file on the server's own
+disk, which is served in place, not copied.
 """
 
 from __future__ import annotations
