@@ -68,6 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Error: {exc.message}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request is noise
     print(f"LocalForge {__version__} listening on http://{settings.host}:{settings.port} "
           f"(models: {settings.models_path}, data: {settings.data_dir})", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,

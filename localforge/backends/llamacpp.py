@@ -20,6 +20,7 @@ import anyio.to_thread
 from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama, LlamaGrammar
 from llama_cpp.llama_grammar import JSON_GBNF
 
+from localforge import names
 from localforge import options as opts
 from localforge.backends import cards, gguf_info, prompts
 from localforge.backends.base import ModelCard, Residency
@@ -55,7 +56,7 @@ class LlamaCppBackend:
     # discovery
     def _manifests(self) -> list[Manifest]:
         found = [*self.store.list(), *self.store.loose_files()]
-        found += [Manifest(model=m.name, gguf=str(Path(m.path).expanduser().resolve()),
+        found += [Manifest(model=names.canonical(m.name), gguf=str(Path(m.path).expanduser().resolve()),
                            template=m.template or "", system=m.system or "",
                            parameters=opts.parse_modelfile_parameters(
                                {**m.parameters, **({"num_ctx": m.num_ctx} if m.num_ctx else {})}),
