@@ -17,6 +17,7 @@ import httpx
 from localforge.durations import FOREVER
 from localforge.errors import BackendFailed
 from localforge.inference import Delta, Event, Final, Inference, Message, ToolCall, new_call_id
+from localforge_openai.fleet import BrokenAnswer
 
 
 def keep_alive(seconds: float | None) -> float | int | None:
@@ -113,7 +114,7 @@ async def events(response: httpx.Response, label: str) -> AsyncIterator[Event]:
         if data.get("done"):
             yield _final(data)
             return
-    raise BackendFailed(f"{label} ended the answer without its final chunk")
+    raise BrokenAnswer("the answer ended without its final chunk")
 
 
 def timestamp(text: str | None) -> datetime | None:

@@ -87,7 +87,9 @@ class OpenAIBackend:
             # request for those models gets an error naming the endpoint, not "not found"
             log.warning("%s: cannot list models: %s", endpoint.label, endpoint.scrub(describe(exc)))
             found.fresh_until = time.monotonic() + min(self.config.refresh_s, 10.0)
-            return found.ids if found.ever else list(config.models)
+            if not found.ever:
+                found.ids = list(config.models)
+            return found.ids
         if config.models:
             ids = [i for i in ids if i in config.models]
         found.ids, found.ever = ids, True

@@ -104,6 +104,10 @@ class Member:
                 f"be probed again in {wait:.0f}s")
 
 
+class BrokenAnswer(Exception):
+    """An answer ended early without a transport error (a close-delimited body cut short)."""
+
+
 Probe = Callable[[Endpoint], httpx.Request]
 Build = Callable[[Endpoint], httpx.Request]
 
@@ -197,7 +201,7 @@ class Fleet:
                     member.served += 1
                     self.recovered(member)
                     return
-                except httpx.TransportError as exc:
+                except (httpx.TransportError, BrokenAnswer) as exc:
                     self.failed(member, f"the answer broke off: {describe(exc)}")
                     raise BackendFailed(f"{endpoint.label} stopped in the middle of the answer "
                                         f"({describe(exc)}); it is cooled down") from None

@@ -13,6 +13,7 @@ import httpx
 
 from localforge.errors import BackendFailed
 from localforge.inference import Delta, Embedding, Event, Final, ToolCall, new_call_id
+from localforge_openai.fleet import BrokenAnswer
 
 
 @dataclass(slots=True)
@@ -94,11 +95,13 @@ def _choice_delta(answer: Answer, choice: dict[str, Any]) -> Delta | None:
 async def stream(response: httpx.Response, label: str) -> AsyncIterator[Event]:
     """Server-sent events from /chat/completions or /completions with stream=true."""
     answer = Answer(label)
+    ended = False
     async for line in response.aiter_lines():
         if not line.startswith("data:"):
             continue  # comments, keep-alives, event names
         payload = line[5:].strip()
         if payload == "[DONE]":
+            ended = True
             break
         try:
             data = _check(label, json.loads(payload))
@@ -109,6 +112,9 @@ async def stream(response: httpx.Response, label: str) -> AsyncIterator[Event]:
             delta = _choice_delta(answer, choice)
             if delta is not None:
                 yield delta
+            ended = ended or bool(choice.get("finish_reason"))
+    if not ended:
+        raise BrokenAnswer("the stream ended before the answer did")
     if answer.calls:
         yield Delta(tool_calls=answer.tool_calls())
     yield answer.final()
