@@ -1,0 +1,120 @@
+"""What kind of task a request is: coding, math, reasoning, instruction, hard_reasoning or general.
+
+The classifier is TF-IDF over word uni- and bigrams followed by a multinomial logistic
+regression, trained with scikit-learn by `scripts/train_task_classifier.py` (which documents its
+data). Serving needs neither scikit-learn nor pickle: the trained vocabulary, idf weights,
+coefficients and intercepts are read from an `.npz` file with `allow_pickle=False`, and the
+vectoriser and softmax are re-implemented here exactly as scikit-learn computes them (a test
+checks the probabilities match `predict_proba`). Below a confidence floor the task is "general".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from localforge.inference import Inference
+from localforge.profile.base import Profile
+
+TASKS = ("coding", "math", "reasoning", "instruction", "hard_reasoning", "general")
+FALLBACK = "general"
+# what the tokeniser keeps: words, and each punctuation mark or symbol on its own, since
+# `()`, `{`, `=` and `$` say as much about a coding or math request as any word
+TOKEN_PATTERN = r"\w+|[^\w\s]"
+MAX_CHARS = 4000  # the start of a long prompt says what it is; the rest only costs time
+
+
+def default_path() -> Path:
+    return Path(str(resources.files("localforge.profile") / "data" / "task_classifier.npz"))
+
+
+class TaskClassifier:
+    """TF-IDF (sublinear tf, l2 norm) + multinomial logistic regression, in numpy."""
+
+    def __init__(self, vocabulary: list[str], idf: np.ndarray, coef: np.ndarray,
+                 intercept: np.ndarray, classes: list[str], ngram_max: int = 2,
+                 sublinear_tf: bool = True) -> None:
+        self.index = {term: i for i, term in enumerate(vocabulary)}
+        self.idf = np.asarray(idf, dtype=np.float64)
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.intercept = np.asarray(intercept, dtype=np.float64)
+        self.classes = list(classes)
+        self.ngram_max = ngram_max
+        self.sublinear_tf = sublinear_tf
+        self._token = re.compile(TOKEN_PATTERN)
+        if self.coef.shape != (len(self.classes), len(vocabulary)):
+            raise ValueError(f"coefficients {self.coef.shape} do not fit {len(self.classes)} "
+                             f"classes and {len(vocabulary)} terms")
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> TaskClassifier:
+        with np.load(path or default_path(), allow_pickle=False) as data:
+            return cls(vocabulary=data["vocabulary"].tolist(), idf=data["idf"], coef=data["coef"],
+                       intercept=data["intercept"], classes=data["classes"].tolist(),
+                       ngram_max=int(data["ngram_max"]), sublinear_tf=bool(data["sublinear_tf"]))
+
+    def terms(self, text: str) -> list[str]:
+        """Lower-cased tokens and their n-grams, as scikit-learn's word analyser makes them."""
+        tokens = self._token.findall(text[:MAX_CHARS].lower())
+        grams = list(tokens)
+        for n in range(2, self.ngram_max + 1):
+            grams += [" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+        return grams
+
+    def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """The non-zero columns of the tf-idf row and their values."""
+        counts: dict[int, int] = {}
+        for term in self.terms(text):
+            j = self.index.get(term)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        if not counts:
+            return np.zeros(0, dtype=np.intp), np.zeros(0)
+        columns = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        if self.sublinear_tf:
+            tf = 1.0 + np.log(tf)
+        values = tf * self.idf[columns]
+        return columns, values / math.sqrt(float(values @ values))
+
+    def probabilities(self, text: str) -> dict[str, float]:
+        columns, values = self.features(text)
+        logits = self.coef[:, columns] @ values + self.intercept
+        logits -= logits.max()
+        weights = np.exp(logits)
+        weights /= weights.sum()
+        return {c: float(p) for c, p in zip(self.classes, weights, strict=True)}
+
+
+def classify(probabilities: dict[str, float], floor: float) -> str:
+    """The most probable task, or "general" when even that one is below the confidence floor."""
+    best = max(probabilities, key=probabilities.__getitem__)
+    return best if probabilities[best] >= floor else FALLBACK
+
+
+class TaskProfiler:
+    """Reads the profile's text (system prompt and last user turn); loads the classifier lazily."""
+
+    name = "task"
+
+    def __init__(self, floor: float = 0.5, path: Path | None = None) -> None:
+        self.floor = floor
+        self.path = path
+        self._classifier: TaskClassifier | None = None
+
+    @property
+    def classifier(self) -> TaskClassifier:
+        if self._classifier is None:
+            self._classifier = TaskClassifier.load(self.path)
+        return self._classifier
+
+    def profile(self, request: Inference, profile: Profile) -> None:
+        if not profile.text.strip():
+            profile.task, profile.task_probabilities = FALLBACK, {}
+            return
+        profile.task_probabilities = self.classifier.probabilities(profile.text)
+        profile.task = classify(profile.task_probabilities, self.floor)
