@@ -27,7 +27,24 @@ def m001_create_requests(db: sqlite_utils.Database) -> None:
     db["requests"].create_index(["served_model"])
 
 
-MIGRATIONS: list[Migration] = [m001_create_requests]
+def m002_create_routes_and_outcomes(db: sqlite_utils.Database) -> None:
+    # routes.id is the label of the request's vector in the hnswlib index, so it is an integer
+    # key sqlite never renumbers; prompt is NULL when store_prompts is off (the hash stays)
+    db["routes"].create({
+        "id": int, "request_id": str, "created_at": float, "preset": str, "chosen": str,
+        "propensity": float, "explored": int, "reason": str, "candidates": str, "removed": str,
+        "prompt_hash": str, "prompt": str, "tokens": int, "task": str, "sensitive": int,
+        "profile": str, "embedding": bytes, "context": bytes,
+    }, pk="id")
+    db["routes"].create_index(["request_id"], unique=True)
+    db["routes"].create_index(["prompt_hash", "created_at"])
+    db["outcomes"].create({
+        "id": int, "route_id": int, "model": str, "score": float, "kind": str, "created_at": float,
+    }, pk="id", foreign_keys=[("route_id", "routes", "id")])
+    db["outcomes"].create_index(["route_id"])
+
+
+MIGRATIONS: list[Migration] = [m001_create_requests, m002_create_routes_and_outcomes]
 
 
 def migrate(db: sqlite_utils.Database, migrations: list[Migration] | None = None) -> list[str]:

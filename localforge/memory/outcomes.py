@@ -1,0 +1,172 @@
+"""The memory of routed requests: their decisions, profiles and outcomes in sqlite, their
+embeddings in the hnswlib index, and an in-memory copy of the outcomes for the k-NN estimate.
+
+sqlite is the truth; the index and the in-memory maps are rebuilt from it when the memory opens.
+With `store_prompts` off a route keeps only the prompt's hash, its embedding and its features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from localforge.memory.vectors import VectorIndex
+
+log = logging.getLogger(__name__)
+
+SECONDS_PER_DAY = 86400.0
+
+
+def prompt_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class Route:
+    """What is written for one routed request."""
+
+    request_id: str
+    chosen: str
+    preset: str = ""
+    propensity: float = 1.0
+    explored: bool = False
+    reason: str = ""
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    removed: dict[str, str] = field(default_factory=dict)
+    prompt: str = ""
+    tokens: int = 0
+    task: str = "general"
+    sensitive: bool = False
+    profile: dict[str, Any] = field(default_factory=dict)
+    embedding: np.ndarray | None = None
+    context: np.ndarray | None = None  # the bandit's feature vector, to learn from later feedback
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class Neighbour:
+    route_id: int
+    similarity: float
+    created_at: float
+    outcomes: dict[str, float]  # model -> latest score
+
+
+class Memory:
+    def __init__(self, db: sqlite_utils.Database, dimensions: int, index_path: Path | None = None,
+                 store_prompts: bool = True) -> None:
+        self.db = db
+        self.dimensions = dimensions
+        self.index_path = index_path
+        self.store_prompts = store_prompts
+        self.index = VectorIndex(dimensions)
+        self._outcomes: dict[int, dict[str, float]] = {}
+        self._created: dict[int, float] = {}
+        self._ids: dict[str, int] = {}  # request id -> route id
+        self._lock = threading.Lock()  # one writer at a time on the sqlite connection
+
+    def open(self) -> str:
+        """Load the outcomes and the index; returns "loaded" or "rebuilt" (what happened to it)."""
+        for row in self.db.execute("select id, request_id, created_at from routes"):
+            self._ids[row[1]] = row[0]
+            self._created[row[0]] = row[2]
+        for route_id, model, score in self.db.execute(
+                "select route_id, model, score from outcomes order by id"):
+            self._outcomes.setdefault(route_id, {})[model] = score
+        count, max_label = self.db.execute(
+            "select count(*), coalesce(max(id), -1) from routes where embedding is not null").fetchone()
+        if self.index_path is not None and self.index.load(self.index_path, count, max_label):
+            return "loaded"
+        rows = self.db.execute("select id, embedding from routes where embedding is not null")
+        self.index.rebuild(((i, np.frombuffer(blob, dtype=np.float32)) for i, blob in rows), count)
+        if count:
+            log.info("rebuilt the vector index from %d routed requests", count)
+        return "rebuilt"
+
+    def save(self) -> None:
+        if self.index_path is not None:
+            self.index.save(self.index_path)
+
+    def record_route(self, route: Route) -> int:
+        created = route.created_at or time.time()
+        row = {
+            "request_id": route.request_id, "created_at": created, "preset": route.preset,
+            "chosen": route.chosen, "propensity": route.propensity, "explored": int(route.explored),
+            "reason": route.reason, "candidates": json.dumps(route.candidates),
+            "removed": json.dumps(route.removed), "prompt_hash": prompt_hash(route.prompt),
+            "prompt": route.prompt if self.store_prompts else None, "tokens": route.tokens,
+            "task": route.task, "sensitive": int(route.sensitive), "profile": json.dumps(route.profile),
+            "embedding": None if route.embedding is None else route.embedding.astype(np.float32).tobytes(),
+            "context": None if route.context is None else route.context.astype(np.float32).tobytes(),
+        }
+        with self._lock, self.db.conn:
+            route_id = int(self._insert("routes", row))
+        self._ids[route.request_id] = route_id
+        self._created[route_id] = created
+        if route.embedding is not None:
+            self.index.add(route_id, route.embedding)
+        return route_id
+
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        # plain SQL: sqlite-utils' insert inspects the table on every call, which the replay feels
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        cursor = self.db.conn.execute(f"insert into {table} ({columns}) values ({marks})",
+                                      list(row.values()))
+        return int(cursor.lastrowid or 0)
+
+    def route_id(self, request_id: str) -> int | None:
+        return self._ids.get(request_id)
+
+    def route(self, request_id: str) -> dict[str, Any] | None:
+        route_id = self._ids.get(request_id)
+        if route_id is None:
+            return None
+        row = dict(self.db["routes"].get(route_id))
+        row["outcomes"] = dict(self._outcomes.get(route_id, {}))
+        return row
+
+    def record_outcome(self, route_id: int, model: str, score: float, kind: str,
+                       at: float | None = None) -> None:
+        row = {"route_id": route_id, "model": model, "score": float(score), "kind": kind,
+               "created_at": at or time.time()}
+        with self._lock, self.db.conn:
+            self._insert("outcomes", row)
+        self._outcomes.setdefault(route_id, {})[model] = float(score)
+
+    def neighbours(self, embedding: np.ndarray, k: int) -> list[Neighbour]:
+        """The k most similar past requests that have at least one outcome."""
+        labels, sims = self.index.search(embedding, k)
+        out = []
+        for label, sim in zip(labels.tolist(), sims.tolist(), strict=True):
+            outcomes = self._outcomes.get(label)
+            if outcomes:
+                out.append(Neighbour(label, sim, self._created.get(label, 0.0), outcomes))
+        return out
+
+    def recent_prompt(self, text: str, within_s: float, now: float | None = None) -> dict[str, Any] | None:
+        """The latest route for the same prompt within the last `within_s` seconds, if any."""
+        since = (now or time.time()) - within_s
+        rows = list(self.db.execute(
+            "select id, request_id, chosen from routes where prompt_hash = ? and created_at >= ? "
+            "order by created_at desc limit 1", [prompt_hash(text), since]))
+        return {"id": rows[0][0], "request_id": rows[0][1], "chosen": rows[0][2]} if rows else None
+
+    def spent_since(self, since: float, prices: dict[str, float]) -> float:
+        """Dollars spent on the given models since a time, from the recorded expected costs."""
+        total = 0.0
+        for chosen, candidates in self.db.execute(
+                "select chosen, candidates from routes where created_at >= ?", [since]):
+            if chosen in prices:
+                for c in json.loads(candidates):
+                    if c.get("model") == chosen:
+                        total += float(c.get("cost", 0.0))
+        return total

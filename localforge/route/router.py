@@ -1,0 +1,183 @@
+"""The learning router: expected quality − cost weight × cost − latency weight × latency.
+
+Expected quality of a model for a request is built in three layers, each correcting the last:
+1. the prior: the model's per-task quality, weighted by the task classifier's probabilities;
+2. the linear bandit: a ridge regression of outcome − prior over the context vector, per model,
+   which generalises across requests (subjects, shapes, lengths);
+3. the memory: outcomes of the k most similar past requests (one hnswlib search for all
+   candidates), weighted by similarity and by exponential decay with age, shrunk towards layer 2
+   by a pseudo-count, so a few neighbours nudge the estimate and many neighbours decide it.
+
+Exploration is ε-greedy with ε decaying from `exploration_start` to the floor `exploration` as
+outcomes accumulate; the probability of the chosen model under this policy (its propensity) is
+logged with the decision so a replay can evaluate other policies off-policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from localforge.errors import BadRequest
+from localforge.memory.outcomes import SECONDS_PER_DAY, Memory, Route
+from localforge.profile.base import Profile, Scorer
+from localforge.route.bandit import LinearBandit
+from localforge.route.decision import Candidate, Decision, Scored
+from localforge.route.features import EXTRA_DIMENSIONS, context_vector
+from localforge.route.settings import Preset, RouterSettings
+
+log = logging.getLogger(__name__)
+
+SIMILARITY_POWER = 3.0  # sharpen cosine similarities: near neighbours count much more
+MEMORY_PSEUDOCOUNT = 4.0  # how many weighted neighbours it takes to outweigh the linear estimate
+REMOTE_OVERHEAD_S = 0.5  # network and queueing at a remote provider
+
+
+class Latency:
+    """What the router asks the scheduler about (residency, load time, queue); defaults for none."""
+
+    def is_resident(self, name: str) -> bool:
+        return True
+
+    def expected_load_s(self, name: str) -> float:
+        return 0.0
+
+    def queue_depth(self, name: str) -> int:
+        return 0
+
+
+class Router:
+    def __init__(self, settings: RouterSettings, memory: Memory, dimensions: int,
+                 scorers: list[Scorer] | None = None, latency: Latency | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.memory = memory
+        self.dimensions = dimensions
+        self.bandit = LinearBandit(dimensions + EXTRA_DIMENSIONS)
+        self.scorers = scorers or []
+        self.latency = latency or Latency()
+        self.clock = clock
+        self.rng = random.Random(settings.seed)
+        self.outcomes_seen = 0
+        self._lock = threading.Lock()  # bandit updates come from worker threads
+
+    # -- the dial -------------------------------------------------------------------------------
+
+    def preset(self, name: str | None) -> tuple[str, Preset]:
+        key = name or self.settings.default_preset
+        preset = self.settings.presets.get(key)
+        if preset is None:
+            known = ", ".join(sorted(self.settings.presets))
+            raise BadRequest(f"unknown routing preset '{key}' (known: {known})")
+        return key, preset
+
+    def exploration(self) -> float:
+        s = self.settings
+        half = max(s.exploration_halflife, 1)
+        start = max(s.exploration_start, s.exploration)
+        return s.exploration + (start - s.exploration) * half / (half + self.outcomes_seen)
+
+    # -- scoring --------------------------------------------------------------------------------
+
+    def _memory(self, profile: Profile, models: list[str]) -> dict[str, tuple[float, float]]:
+        """Per model: (similarity- and age-weighted sum of outcomes, sum of weights)."""
+        sums = {m: [0.0, 0.0] for m in models}
+        if profile.embedding is None:
+            return {m: (0.0, 0.0) for m in models}
+        now = self.clock()
+        decay = math.log(max(min(self.settings.decay_per_day, 1.0), 1e-6))
+        for n in self.memory.neighbours(profile.embedding, self.settings.neighbours):
+            weight = max(n.similarity, 0.0) ** SIMILARITY_POWER
+            weight *= math.exp(decay * max(now - n.created_at, 0.0) / SECONDS_PER_DAY)
+            for model, score in n.outcomes.items():
+                if model in sums:
+                    sums[model][0] += weight * score
+                    sums[model][1] += weight
+        return {m: (v[0], v[1]) for m, v in sums.items()}
+
+    def expected_latency(self, candidate: Candidate, output_tokens: int) -> float:
+        facts = candidate.facts
+        seconds = output_tokens / max(facts.tokens_per_s, 1e-3)
+        if facts.locality == "remote":
+            return seconds + REMOTE_OVERHEAD_S
+        if not self.latency.is_resident(candidate.model):
+            seconds += self.latency.expected_load_s(candidate.model) or facts.load_s
+        return seconds * (1 + self.latency.queue_depth(candidate.model))
+
+    def score(self, profile: Profile, candidates: list[Candidate], preset: Preset,
+              context: np.ndarray) -> list[Scored]:
+        memory = self._memory(profile, [c.model for c in candidates])
+        output_tokens = int(profile.features.get("max_tokens") or self.settings.expected_output_tokens)
+        scored = []
+        for c in candidates:
+            prior = c.facts.prior(profile.task_probabilities, profile.task)
+            linear = self.bandit.estimate(c.model, context)
+            base = min(max(prior + linear, 0.0), 1.0)
+            total, weight = memory[c.model]
+            quality = (total + MEMORY_PSEUDOCOUNT * base) / (weight + MEMORY_PSEUDOCOUNT)
+            cost = c.facts.cost(profile.tokens, output_tokens)
+            latency = self.expected_latency(c, output_tokens)
+            parts = {"prior": prior, "linear": base - prior, "memory": quality - base,
+                     "quality": quality, "cost": cost, "cost_term": -preset.cost_weight * cost,
+                     "latency_s": latency, "latency_term": -preset.latency_weight * latency}
+            for scorer in self.scorers:
+                parts[f"scorer:{scorer.name}"] = float(scorer.score(profile, c.facts))  # type: ignore[arg-type]
+            value = quality + parts["cost_term"] + parts["latency_term"] + sum(
+                v for k, v in parts.items() if k.startswith("scorer:"))
+            scored.append(Scored(c.model, value, parts, evidence=weight))
+        scored.sort(key=lambda s: s.score, reverse=True)
+        return scored
+
+    # -- deciding and learning ------------------------------------------------------------------
+
+    def decide(self, profile: Profile, candidates: list[Candidate], request_id: str,
+               preset_name: str | None = None, removed: dict[str, str] | None = None,
+               explore: bool = True) -> tuple[Decision, np.ndarray]:
+        """Score the candidates and choose one; returns the decision and its context vector."""
+        name, preset = self.preset(preset_name)
+        context = context_vector(profile, self.dimensions)
+        scored = self.score(profile, candidates, preset, context)
+        best = scored[0]
+        chosen, reason = best.model, f"best {name} score"
+        floor = self.settings.confidence_floor
+        default = self.settings.default_model
+        if floor > 0 and best.evidence < floor and any(s.model == default for s in scored):
+            chosen, reason = default, f"little evidence (< {floor:g}); default model"
+        greedy = chosen
+        epsilon = self.exploration() if explore and len(scored) > 1 else 0.0
+        explored = self.rng.random() < epsilon
+        if explored:
+            chosen = self.rng.choice(scored).model
+            reason = f"exploring (p={epsilon:.3f})"
+        propensity = (1 - epsilon) * (chosen == greedy) + epsilon / len(scored)
+        decision = Decision(request_id, name, chosen, scored, dict(removed or {}), epsilon,
+                            explored, propensity, reason)
+        return decision, context
+
+    def remember(self, decision: Decision, profile: Profile, context: np.ndarray) -> int:
+        """Write the decision with its profile; returns the route's row id."""
+        return self.memory.record_route(Route(
+            request_id=decision.request_id, chosen=decision.chosen, preset=decision.preset,
+            propensity=decision.propensity, explored=decision.explored, reason=decision.reason,
+            candidates=[s.as_dict() for s in decision.scored], removed=decision.removed,
+            prompt=profile.text, tokens=profile.tokens, task=profile.task,
+            sensitive=profile.sensitive,
+            profile={"task_probabilities": profile.task_probabilities,
+                     "sensitivity": profile.sensitivity, "features": profile.features},
+            embedding=profile.embedding, context=context.astype(np.float32),
+            created_at=self.clock()))
+
+    def learn(self, route_id: int, model: str, score: float, kind: str, context: np.ndarray,
+              prior: float, weight: float = 1.0) -> None:
+        """Record an outcome and update the bandit with it."""
+        score = min(max(float(score), 0.0), 1.0)
+        self.memory.record_outcome(route_id, model, score, kind, at=self.clock())
+        with self._lock:
+            self.bandit.update(model, context.astype(np.float64), score - prior, weight)
+            self.outcomes_seen += 1
