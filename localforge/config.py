@@ -15,8 +15,10 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from localforge import names
 from localforge.durations import keep_alive_seconds
 from localforge.errors import BadRequest
+from localforge.route.settings import RouterSettings
 
 DEFAULT_PORT = 11434
 
@@ -55,6 +57,8 @@ class Settings(msgspec.Struct, kw_only=True):
     origins: list[str] = []
     hf_endpoint: str = "https://huggingface.co"
     models: list[ModelConfig] = []
+    # the `auto` model: presets, exploration, policies and per-model routing facts
+    router: RouterSettings = msgspec.field(default_factory=RouterSettings)
     plugins: dict[str, Any] = {}
 
     @property
@@ -137,4 +141,6 @@ def load(config_file: Path | None = None, overrides: dict[str, Any] | None = Non
     except msgspec.ValidationError as exc:
         raise BadRequest(f"invalid configuration: {exc}") from exc
     settings.default_keep_alive_s  # validates the duration early  # noqa: B018
+    for model in settings.models:
+        names.parse(model.name)  # a bad name fails at start-up, not on every listing
     return settings
