@@ -160,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     plug = sub.add_parser("plugins", help="list installed plugins and the hooks each implements",
                           description="List installed plugins and the hooks each implements.")
     plug.set_defaults(func=cmd_plugins)
+
+    # each benchmark module adds its own subcommand to this group
+    bench = sub.add_parser("bench", help="benchmarks that run the real code, no server needed",
+                           description="Benchmarks that run the real code, no server needed.")
+    benchmarks = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    from localforge.bench import replay_cli
+
+    replay_cli.add_parser(benchmarks)
     return parser
 
 
