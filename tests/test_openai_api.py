@@ -302,3 +302,9 @@ def test_malformed_json_and_unknown_routes_keep_openai_shape(http: httpx.Client)
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] is None
     wrong_method = http.post("/v1/models", json={})
     assert wrong_method.status_code == 405 and "error" in wrong_method.json()
+
+
+def test_a_stream_that_fails_before_its_first_chunk_keeps_its_status(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        oai.chat.completions.create(model="tiny", messages=ask("the " * 20000), max_tokens=2, stream=True)
+    assert "context" in err.value.message
