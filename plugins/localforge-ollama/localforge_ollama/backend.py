@@ -185,7 +185,8 @@ class OllamaBackend:
     def footprint(self, card: ModelCard, options: dict[str, Any], embedding: bool) -> tuple[int, int]:
         return 0, 0  # the model lives upstream: no local memory to budget
 
-    async def load(self, card: ModelCard, options: dict[str, Any], embedding: bool = False) -> int:
+    async def load(self, card: ModelCard, options: dict[str, Any],
+                   embedding: bool | None = None) -> int:
         """Ask an upstream to load the model (Ollama's empty generate), as a client's preload
         would; embedding models and failures are left to the request itself."""
         if embedding or "completion" not in card.capabilities:
@@ -204,7 +205,8 @@ class OllamaBackend:
             return 0
         return int(data.get("load_duration") or 0)
 
-    async def unload(self, card: ModelCard) -> None:
+    async def unload(self, card: ModelCard, options: dict[str, Any] | None = None,
+                     embedding: bool | None = None) -> None:
         """Every upstream of the model unloads it (Ollama's keep_alive 0); a down one is skipped."""
         for label, upstream_name in card.source["routes"].items():
             endpoint = self._endpoint(label)

@@ -180,10 +180,12 @@ class OpenAIBackend:
     def footprint(self, card: ModelCard, options: dict[str, Any], embedding: bool) -> tuple[int, int]:
         return 0, 0  # the model lives on the endpoint: no local memory to budget
 
-    async def load(self, card: ModelCard, options: dict[str, Any], embedding: bool = False) -> int:
+    async def load(self, card: ModelCard, options: dict[str, Any],
+                   embedding: bool | None = None) -> int:
         return 0  # the endpoint decides what it keeps loaded
 
-    async def unload(self, card: ModelCard) -> None:
+    async def unload(self, card: ModelCard, options: dict[str, Any] | None = None,
+                     embedding: bool | None = None) -> None:
         return None
 
     def resident(self) -> list[Residency]:
