@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     from localforge.bench import replay_cli
 
     replay_cli.add_parser(benchmarks)
+    from localforge.bench import scheduler as bench_scheduler
+
+    bench_scheduler.add_parser(benchmarks)
     return parser
 
 

