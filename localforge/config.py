@@ -18,6 +18,7 @@ import msgspec
 from localforge import names
 from localforge.durations import keep_alive_seconds
 from localforge.errors import BadRequest
+from localforge.profile.settings import ProfileSettings
 from localforge.route.settings import RouterSettings
 
 DEFAULT_PORT = 11434
@@ -59,6 +60,8 @@ class Settings(msgspec.Struct, kw_only=True):
     models: list[ModelConfig] = []
     # the `auto` model: presets, exploration, policies and per-model routing facts
     router: RouterSettings = msgspec.field(default_factory=RouterSettings)
+    # the profile stage: private terms and patterns, task confidence floor, embedder
+    profile: ProfileSettings = msgspec.field(default_factory=ProfileSettings)
     plugins: dict[str, Any] = {}
 
     @property
