@@ -14,6 +14,7 @@ ENTRY_POINT_GROUP = "localforge"
 
 DEFAULT_PLUGINS = (
     "localforge.backends.llamacpp_plugin",
+    "localforge.profile.plugin",
 )
 
 T = TypeVar("T")

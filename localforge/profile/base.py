@@ -27,6 +27,7 @@ class Profile:
     sensitivity: list[str] = field(default_factory=list)  # what was found: "email", "card", ...
     embedding: np.ndarray | None = None
     features: dict[str, Any] = field(default_factory=dict)  # turns, code blocks, tools, images, …
+    timings_ns: dict[str, int] = field(default_factory=dict)  # what each profiler took
 
 
 @runtime_checkable

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -111,6 +112,11 @@ class TaskProfiler:
         if self._classifier is None:
             self._classifier = TaskClassifier.load(self.path)
         return self._classifier
+
+    def warm(self) -> threading.Thread:
+        thread = threading.Thread(target=lambda: self.classifier, name="load-task-classifier", daemon=True)
+        thread.start()
+        return thread
 
     def profile(self, request: Inference, profile: Profile) -> None:
         if not profile.text.strip():

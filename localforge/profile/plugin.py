@@ -1,0 +1,39 @@
+"""The built-in profilers and embedders, registered through the hooks like any third-party plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from localforge.config import Settings
+from localforge.hookspecs import hookimpl
+from localforge.profile.conversation import ConversationProfiler
+from localforge.profile.embedding import (
+    DEFAULT_EMBEDDER,
+    EmbeddingProfiler,
+    MiniLMEmbedder,
+    SentenceTransformerEmbedder,
+    configured_embedder,
+)
+from localforge.profile.sensitivity import Sensitivity, SensitivityProfiler
+from localforge.profile.task import TaskProfiler
+from localforge.profile.tokens import TokenProfiler
+
+
+@hookimpl
+def register_profilers(register: Callable[[Any], None], settings: Settings) -> None:
+    options = settings.profile
+    register(TokenProfiler())
+    register(ConversationProfiler())
+    register(SensitivityProfiler(Sensitivity(options.sensitive_terms, options.sensitive_patterns)))
+    register(TaskProfiler(floor=options.task_confidence_floor))
+    register(EmbeddingProfiler())
+
+
+@hookimpl
+def register_embedders(register: Callable[[Any], None], settings: Settings) -> None:
+    configured = configured_embedder(settings.profile.embedder)
+    if configured is not None:
+        register(configured)
+    register(MiniLMEmbedder(DEFAULT_EMBEDDER))
+    register(SentenceTransformerEmbedder(f"{DEFAULT_EMBEDDER}-torch"))
