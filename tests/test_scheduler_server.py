@@ -14,6 +14,8 @@ import ollama
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+import contextlib
+
 from conftest import RunningServer, start_server, stop_server  # noqa: E402
 from tiny_gguf import write_tiny_llama  # noqa: E402
 
@@ -112,11 +114,9 @@ def test_queue_full_and_cancel_while_queued(roomy: RunningServer) -> None:
                == waits_before + 1, timeout=60)
 
         def queued_then_gone() -> None:
-            try:
+            with contextlib.suppress(httpx.TimeoutException):
                 httpx.post(roomy.url + "/api/generate", timeout=1.5,
                            json={"model": "slow", "prompt": "x", "stream": False})
-            except httpx.TimeoutException:
-                pass
 
         waiter = threading.Thread(target=queued_then_gone)
         waiter.start()
