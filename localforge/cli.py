@@ -120,10 +120,37 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plugins(args: argparse.Namespace) -> int:
-    from localforge import plugins
+def registered_backends(pm: Any, settings: Any) -> dict[str, list[Any]]:
+    """Each plugin's own register_backends, called alone, so the listing says who registered what."""
+    found: dict[str, list[Any]] = {}
+    for impl in pm.hook.register_backends.get_hookimpls():
+        kwargs = {"register": found.setdefault(impl.plugin_name, []).append, "settings": settings}
+        impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+    return found
 
-    print(json.dumps(plugins.describe(plugins.make_manager()), indent=2))
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    import anyio
+
+    from localforge import config, plugins
+
+    pm = plugins.make_manager()
+    described = plugins.describe(pm)
+    try:
+        settings = config.load(args.config)
+        backends = registered_backends(pm, settings)
+    except LocalForgeError as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return 2
+    for plugin in described:
+        plugin["backends"] = []
+        for backend in backends.get(plugin["name"], []):
+            shown: dict[str, Any] = {"name": backend.name}
+            if args.models:
+                shown["models"] = sorted(card.name for card in backend.models())
+            plugin["backends"].append(shown)
+            anyio.run(backend.close)
+    print(json.dumps(described, indent=2))
     return 0
 
 
@@ -157,8 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--host", help="server URL (default from OLLAMA_HOST, else 127.0.0.1:11434)")
     show.set_defaults(func=cmd_show)
 
-    plug = sub.add_parser("plugins", help="list installed plugins and the hooks each implements",
-                          description="List installed plugins and the hooks each implements.")
+    plug = sub.add_parser("plugins", help="list installed plugins, their hooks and the backends they register",
+                          description="List installed plugins, the hooks each implements and the "
+                          "backends each registers with the given configuration.")
+    plug.add_argument("--config", type=Path, help="TOML config file (also LOCALFORGE_CONFIG)")
+    plug.add_argument("--models", action="store_true", help="also list each backend's models (asks upstreams)")
     plug.set_defaults(func=cmd_plugins)
 
     # each benchmark module adds its own subcommand to this group

@@ -81,7 +81,8 @@ class Backend(Protocol):
         """Release the model's memory."""
 
     def resident(self) -> list[Residency]:
-        """Models this backend holds in memory now."""
+        """Models this backend holds in memory now (called in a worker thread, so a network
+        backend may ask its upstream; expires_at None means the server's keep_alive decides)."""
 
     async def close(self) -> None:
         """Release everything at shutdown."""

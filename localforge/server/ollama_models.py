@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio.to_thread
 from litestar import Request, get, head, post
 from litestar.response import Response
 
@@ -104,8 +105,10 @@ async def ps(services: Services) -> wire.PsResponse:
     models = []
     entries = {e.card.name.lower(): e.card for e in await services.registry.entries()}
     for backend in services.registry.backends:
-        for residency in backend.resident():
-            services.scheduler.annotate(residency)
+        # in a worker thread: a network backend asks its upstream (e.g. Ollama's /api/ps)
+        for residency in await anyio.to_thread.run_sync(backend.resident):
+            if residency.expires_at is None:  # the backend does not know; our keep_alive does
+                services.scheduler.annotate(residency)
             card = entries.get(residency.name.lower())
             models.append(wire.PsModel(
                 name=residency.name, model=residency.name, size=residency.size,
