@@ -210,3 +210,14 @@ def test_bad_config_stops_the_server_with_a_clear_message(tmp_path: Path) -> Non
     with pytest.raises(RuntimeError) as caught:
         start_front(tmp_path, '[[openai.endpoints]]\nname = "x"\nbase_ur1 = "http://127.0.0.1:9/v1"\n')
     assert "invalid [openai] configuration" in str(caught.value)
+
+
+def test_the_example_config_in_contrib_is_valid() -> None:
+    from localforge import config
+    from localforge_ollama.config import parse as parse_ollama
+    from localforge_openai.config import parse as parse_openai
+
+    settings = config.load(Path(__file__).parent.parent / "contrib" / "localforge.toml", environ={})
+    assert [e.prefix for e in parse_openai(settings.section("openai")).endpoints] == ["openai/", ""]
+    assert len(parse_ollama(settings.section("ollama")).upstreams) == 2
+    assert settings.models[0].name == "qwen2.5-coder:1.5b"
