@@ -120,7 +120,8 @@ class SentenceTransformerEmbedder(_Lazy):
         except ImportError as exc:
             raise Unavailable(f"the embedder {self.name} needs sentence-transformers") from exc
         model = SentenceTransformer(str(self.folder or minilm_folder()), device="cpu")
-        self.dimensions = int(model.get_sentence_embedding_dimension() or self.dimensions)
+        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dimensions = int(dimension() or self.dimensions)
         return model
 
     def embed(self, texts: list[str]) -> np.ndarray:

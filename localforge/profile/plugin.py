@@ -20,7 +20,9 @@ from localforge.profile.task import TaskProfiler
 from localforge.profile.tokens import TokenProfiler
 
 
-@hookimpl
+# tryfirst: pluggy calls the last-registered plugin first, but a third-party profiler should run
+# after the built-in ones so that it can read the task, tokens and sensitivity they found
+@hookimpl(tryfirst=True)
 def register_profilers(register: Callable[[Any], None], settings: Settings) -> None:
     options = settings.profile
     register(TokenProfiler())

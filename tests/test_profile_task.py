@@ -1,0 +1,83 @@
+"""The task classifier: served without scikit-learn or pickle, and equal to scikit-learn."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from localforge.inference import Inference
+from localforge.profile.base import Profile
+from localforge.profile.task import TASKS, TaskClassifier, TaskProfiler, classify, default_path
+
+SCRIPTS = Path(__file__).parent.parent / "scripts"
+
+
+def load_script(name: str) -> ModuleType:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+def test_numpy_inference_matches_scikit_learn_on_held_out_text(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    train = load_script("train_task_classifier")
+    corpus = load_script("task_corpus")
+    rows = corpus.corpus(per_class=120, seed=3)
+    random.Random(3).shuffle(rows)
+    learn, held_out = rows[:500], [t for t, _, _ in rows[500:600]]
+    held_out += [t for t, _ in corpus.HAND_WRITTEN] + ["", "zzzz qqqq", "x" * 5000 + " def f(): pass"]
+    vectorizer, model = train.fit([t for t, _, _ in learn], [y for _, y, _ in learn], 2.0)
+    path = tmp_path / "classifier.npz"
+    train.export(vectorizer, model, path, temperature=0.7)
+    served = TaskClassifier.load(path)
+    expected = train.softmax(model.decision_function(vectorizer.transform(held_out)) / 0.7)
+    got = np.array([[served.probabilities(t)[c] for c in model.classes_] for t in held_out])
+    assert np.abs(got - expected).max() < 1e-9
+    # and without the temperature the served file is scikit-learn's predict_proba itself
+    train.export(vectorizer, model, path)
+    plain = TaskClassifier.load(path)
+    got = np.array([[plain.probabilities(t)[c] for c in model.classes_] for t in held_out])
+    assert np.abs(got - model.predict_proba(vectorizer.transform(held_out))).max() < 1e-9
+
+
+def test_the_shipped_model_loads_without_pickle_and_knows_the_six_tasks() -> None:
+    with np.load(default_path(), allow_pickle=False) as data:
+        assert sorted(data["classes"].tolist()) == sorted(TASKS)
+    classifier = TaskClassifier.load()
+    for text, task in [("Write a Python function that returns the n-th Fibonacci number.", "coding"),
+                       ("Solve for x: 3x + 7 = 22.", "math"),
+                       ("Translate into French: the meeting moved to Thursday.", "instruction"),
+                       ("Prove that there are infinitely many primes of the form 4k + 3.", "hard_reasoning"),
+                       ("Hi! How are you today?", "general")]:
+        probabilities = classifier.probabilities(text)
+        assert abs(sum(probabilities.values()) - 1) < 1e-9
+        assert max(probabilities, key=probabilities.__getitem__) == task, (text, probabilities)
+
+
+def test_below_the_confidence_floor_the_task_is_general() -> None:
+    assert classify({"coding": 0.45, "math": 0.35, "general": 0.2}, floor=0.5) == "general"
+    assert classify({"coding": 0.55, "math": 0.25, "general": 0.2}, floor=0.5) == "coding"
+    request = Inference(model="auto", kind="generate", prompt="Write a haiku about code.")
+    strict, lenient = Profile(text=request.prompt), Profile(text=request.prompt)
+    TaskProfiler(floor=1.0).profile(request, strict)
+    TaskProfiler(floor=0.0).profile(request, lenient)
+    assert strict.task == "general" and strict.task_probabilities == lenient.task_probabilities
+    assert lenient.task == max(lenient.task_probabilities, key=lenient.task_probabilities.__getitem__)
+
+
+def test_an_empty_request_is_general_without_probabilities() -> None:
+    profile = Profile(text="  ")
+    TaskProfiler().profile(Inference(model="auto", kind="generate"), profile)
+    assert profile.task == "general" and profile.task_probabilities == {}
