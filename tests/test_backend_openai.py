@@ -213,9 +213,10 @@ def test_bad_config_stops_the_server_with_a_clear_message(tmp_path: Path) -> Non
 
 
 def test_the_example_config_in_contrib_is_valid() -> None:
-    from localforge import config
     from localforge_ollama.config import parse as parse_ollama
     from localforge_openai.config import parse as parse_openai
+
+    from localforge import config
 
     settings = config.load(Path(__file__).parent.parent / "contrib" / "localforge.toml", environ={})
     assert [e.prefix for e in parse_openai(settings.section("openai")).endpoints] == ["openai/", ""]

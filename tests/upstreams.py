@@ -59,7 +59,7 @@ def start_llama_server(tmp: Path, port: int | None = None, api_key: str | None =
                "--n_threads", "1", "--embedding", "true", "--chat_format", "chatml-function-calling"]
     if api_key:
         command += ["--api_key", api_key]
-    process = subprocess.Popen(command, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115 (the child writes it)
     url = f"http://127.0.0.1:{port}/v1"
     _wait(url + "/models", process, log_path, {"Authorization": f"Bearer {api_key}"} if api_key else {})
     return Upstream(url, port, process, log_path)
@@ -69,7 +69,7 @@ def start_flaky(tmp: Path) -> Upstream:
     port = free_port()
     log_path = tmp / f"flaky-{port}.log"
     process = subprocess.Popen([sys.executable, str(HERE / "flaky_openai.py"), str(port)],
-                               stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+                               stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115 (the child writes it)
     url = f"http://127.0.0.1:{port}"
     _wait(url + "/v1/models", process, log_path, {})
     return Upstream(url + "/v1", port, process, log_path)
@@ -87,7 +87,7 @@ def start_front(tmp: Path, config_text: str, env: dict[str, str] | None = None,
     process = subprocess.Popen(
         [sys.executable, "-m", "localforge.cli", "serve", "--port", str(port), "--config", str(config),
          "--data-dir", str(data_dir), "--models-dir", str(models_dir), "--log-level", log_level],
-        stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+        stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
         env={**os.environ, "OLLAMA_HOST": "", **(env or {})})
     url = f"http://127.0.0.1:{port}"
     wait_until_up(url, process, log_path)

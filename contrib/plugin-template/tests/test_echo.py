@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import anyio
+from localforge_echo import EchoBackend, register_backends
 
 from localforge.config import Settings
 from localforge.inference import Delta, Final, Inference, Message
-from localforge_echo import EchoBackend, register_backends
 
 
 def test_registers_one_backend_with_the_configured_model_name() -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from localforge_openai.config import guess_locality
+from localforge_openai.fleet import Endpoint, Fleet, describe
 
 from localforge import names
 from localforge.backends.base import ModelCard, ModelDetails, Residency
@@ -22,8 +24,6 @@ from localforge.errors import BackendFailed, LocalForgeError
 from localforge.inference import Embedding, Event, Inference
 from localforge_ollama import native
 from localforge_ollama.config import OllamaConfig, UpstreamConfig
-from localforge_openai.config import guess_locality
-from localforge_openai.fleet import Endpoint, Fleet, describe
 
 log = logging.getLogger(__name__)
 BACKEND = "ollama"

@@ -15,9 +15,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
+from localforge_openai.fleet import FleetSettings
 
 from localforge.errors import BadRequest
-from localforge_openai.fleet import FleetSettings
 
 
 class UpstreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+from localforge_openai.fleet import BrokenAnswer
 
 from localforge.durations import FOREVER
 from localforge.errors import BackendFailed
 from localforge.inference import Delta, Event, Final, Inference, Message, ToolCall, new_call_id
-from localforge_openai.fleet import BrokenAnswer
 
 
 def keep_alive(seconds: float | None) -> float | int | None:

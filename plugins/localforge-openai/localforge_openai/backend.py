@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
