@@ -124,6 +124,12 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
     return values
 
 
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str | Path):
+        return Path(value).expanduser()
+    raise NotImplementedError(f"cannot read {kind}")
+
+
 def load(config_file: Path | None = None, overrides: dict[str, Any] | None = None,
          environ: dict[str, str] | None = None) -> Settings:
     """Build the settings; raise BadRequest with a readable message when something is wrong."""
@@ -140,7 +146,7 @@ def load(config_file: Path | None = None, overrides: dict[str, Any] | None = Non
     values.update(_from_env(env))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
-        settings = msgspec.convert(values, Settings, strict=False)
+        settings = msgspec.convert(values, Settings, strict=False, dec_hook=_decode_path)
     except msgspec.ValidationError as exc:
         raise BadRequest(f"invalid configuration: {exc}") from exc
     settings.default_keep_alive_s  # validates the duration early  # noqa: B018

@@ -77,3 +77,11 @@ def test_names_default_to_latest(name: str, canonical: str) -> None:
                                   "a/b/c/d/e"])
 def test_names_that_could_escape_are_invalid(name: str) -> None:
     assert not names.is_valid(name)
+
+
+def test_paths_from_the_file_and_the_environment_expand_home(tmp_path: Path) -> None:
+    file = tmp_path / "lf.toml"
+    file.write_text('data_dir = "~/lf-data"\n')
+    assert config.load(file, environ={}).data_dir == Path.home() / "lf-data"
+    settings = config.load(environ={"LOCALFORGE_DATA_DIR": str(tmp_path), "LOCALFORGE_MODELS_DIR": "~/m"})
+    assert settings.data_dir == tmp_path and settings.models_path == Path.home() / "m"
