@@ -106,3 +106,11 @@ def test_keep_alive_is_forwarded_and_upstream_ps_shows_in_ours(front: RunningSer
     via.generate("tiny-plain", "a", options={"num_predict": 1}, keep_alive=0)
     theirs_after = {m["name"] for m in httpx.get(server.url + "/api/ps").json()["models"]}
     assert "tiny-plain:latest" not in theirs_after
+
+
+def test_think_is_forwarded_and_the_upstream_decides(via: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as err:
+        via.chat("tiny", messages=[{"role": "user", "content": "hi"}], think=True)
+    assert err.value.status_code == 400 and "does not support thinking" in err.value.error
+    assert via.chat("tiny", messages=[{"role": "user", "content": "hi"}], think=False,
+                    options={"num_predict": 1}).done

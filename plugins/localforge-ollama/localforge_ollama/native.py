@@ -66,6 +66,8 @@ def body(request: Inference, model: str) -> dict[str, Any]:
         out["options"] = request.options
     if (alive := keep_alive(request.keep_alive)) is not None:
         out["keep_alive"] = alive
+    if request.think is not None:
+        out["think"] = request.think  # the upstream decides whether its model can think
     return out
 
 
