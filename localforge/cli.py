@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     from localforge.bench import scheduler as bench_scheduler
 
     bench_scheduler.add_parser(benchmarks)
+    from localforge.bench import overhead as bench_overhead
+
+    bench_overhead.add_parser(benchmarks)
     return parser
 
 

@@ -3,6 +3,8 @@ sentence-transformers' vectors."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,12 @@ TEXTS = ["What is the capital of France?", "Write a Python function that reverse
 
 @pytest.fixture(scope="module")
 def minilm() -> MiniLMEmbedder:
-    return MiniLMEmbedder()
+    return MiniLMEmbedder("all-MiniLM-L6-v2-float32", precision="float32", max_tokens=256)
+
+
+@pytest.fixture(scope="module")
+def int8(tmp_path_factory: pytest.TempPathFactory) -> MiniLMEmbedder:
+    return MiniLMEmbedder(precision="int8", max_tokens=256, cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 def test_vectors_are_normalised_float32_rows_of_384(minilm: MiniLMEmbedder) -> None:
@@ -39,6 +46,24 @@ def test_similar_requests_are_closer_than_unrelated_ones(minilm: MiniLMEmbedder)
     a, b, c = minilm.embed(["How do I reverse a list in Python?", "Reversing a Python list: how?",
                             "Recommend a good mystery novel."])
     assert a @ b > 0.8 > a @ c + 0.3
+
+
+def test_int8_vectors_stay_close_to_float32_and_a_batch_equals_single_texts(
+        int8: MiniLMEmbedder, minilm: MiniLMEmbedder) -> None:
+    vectors = int8.embed(TEXTS)
+    assert vectors.shape == (len(TEXTS), 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert (vectors * minilm.embed(TEXTS)).sum(axis=1).min() > 0.97
+    fresh = MiniLMEmbedder(precision="int8", max_tokens=256, cache_dir=int8.cache_dir, cache_size=0)
+    assert np.array_equal(np.stack([fresh.embed([t])[0] for t in TEXTS]), vectors)
+    assert list(int8.cache_dir.glob("*-int8.onnx"))  # built once, reused by `fresh`
+
+
+def test_the_token_cap_reads_only_the_start_of_a_long_request(tmp_path: Path) -> None:
+    capped = MiniLMEmbedder(precision="float32", max_tokens=16, cache_dir=tmp_path)
+    start = "Explain how a hash map handles collisions, resizing and deletion in detail, with examples. "
+    a, b = capped.embed([start + "Also cover " + "trees " * 200, start + "Then " + "poems " * 200])
+    assert a @ b > 0.999
 
 
 def test_numpy_vectors_match_sentence_transformers(minilm: MiniLMEmbedder) -> None:

@@ -49,7 +49,8 @@ class NumpyBert:
             raise ValueError(f"{folder} does not use mean pooling")
         st_config = folder / "sentence_bert_config.json"
         limit = json.loads(st_config.read_text()).get("max_seq_length") if st_config.exists() else None
-        self.max_seq_length = int(max_seq_length or limit or config["max_position_embeddings"])
+        # the model's own limit bounds any cap asked for: positions past it have no embedding
+        self.max_seq_length = min(int(v) for v in (max_seq_length, limit, config["max_position_embeddings"]) if v)
         self.hidden = int(config["hidden_size"])
         self.heads = int(config["num_attention_heads"])
         self.eps = float(config.get("layer_norm_eps", 1e-12))

@@ -37,5 +37,8 @@ def register_embedders(register: Callable[[Any], None], settings: Settings) -> N
     configured = configured_embedder(settings.profile.embedder)
     if configured is not None:
         register(configured)
-    register(MiniLMEmbedder(DEFAULT_EMBEDDER))
+    cache_dir = settings.data_dir / "cache"
+    max_tokens = settings.profile.embedder_max_tokens
+    register(MiniLMEmbedder(DEFAULT_EMBEDDER, "int8", max_tokens, cache_dir))
+    register(MiniLMEmbedder(f"{DEFAULT_EMBEDDER}-float32", "float32", max_tokens, cache_dir))
     register(SentenceTransformerEmbedder(f"{DEFAULT_EMBEDDER}-torch"))

@@ -6,7 +6,12 @@ sensitive_terms = ["Project Falcon", "ACME merger"]   # whole words, any case
 sensitive_patterns = ['\\bEMP-\\d{6}\\b']              # Python regular expressions
 task_confidence_floor = 0.5                           # below it the task is "general"
 embedder = "all-MiniLM-L6-v2"                         # or "sentence-transformers:/path/to/model"
+embedder_max_tokens = 128                             # word pieces of the request it reads
 ```
+
+The embedder reads the start of a request only: what a request is about shows in its first
+sentences, and MiniLM's cost grows with every token (about 21 MFLOP each), so a cap keeps the
+routing decision's slowest cases close to its typical one.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ class ProfileSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sensitive_patterns: list[str] = []
     task_confidence_floor: float = 0.5
     embedder: str = "all-MiniLM-L6-v2"
+    embedder_max_tokens: int = 128
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.task_confidence_floor <= 1.0:
             raise ValueError("task_confidence_floor must lie between 0 and 1")
+        if not 8 <= self.embedder_max_tokens <= 512:
+            raise ValueError("embedder_max_tokens must lie between 8 and 512")
