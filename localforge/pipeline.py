@@ -20,6 +20,7 @@ from localforge.errors import LocalForgeError
 from localforge.inference import Delta, Embedding, Event, Final, Inference
 from localforge.memory.records import Recorder, RequestRecord
 from localforge.plugins import call_all
+from localforge.route.auto import Routed, Routing, preset_of
 from localforge.route.registry import Entry, Registry
 from localforge.schedule.scheduler import Scheduler
 
@@ -42,6 +43,7 @@ class Pipeline:
         self.scheduler = scheduler
         self.recorder = recorder
         self.pm = pm
+        self.routing: Routing | None = None  # the `auto` model; set by the app factory
 
     async def route(self, request: Inference) -> Entry:
         return await self.registry.resolve(request.model)
@@ -51,14 +53,52 @@ class Pipeline:
         record = RequestRecord(id=request.request_id, endpoint=endpoint,
                                requested_model=request.model, client=request.client)
         try:
-            entry = await self.route(request)
+            routed = await self._route_auto(request)
+            entry = routed.entries[routed.decision.chosen] if routed else await self.route(request)
         except LocalForgeError as exc:
             await self._record_error(record, exc)
             raise
         record.served_model, record.backend = entry.card.name, entry.backend.name
-        return Served(entry, self._serve(entry, request, record),
-                      {"X-LocalForge-Model": entry.card.name,
-                       "X-LocalForge-Request-Id": request.request_id})
+        headers = {"X-LocalForge-Model": entry.card.name, "X-LocalForge-Request-Id": request.request_id}
+        if routed is None:
+            return Served(entry, self._serve(entry, request, record), headers)
+        headers["X-LocalForge-Route"] = routed.reason
+        return Served(entry, self._serve_routed(routed, request, record, headers), headers)
+
+    async def _route_auto(self, request: Inference) -> Routed | None:
+        if self.routing is None or preset_of(request.model) is None or request.is_load_only:
+            return None
+        return await self.routing.route(request)
+
+    async def _serve_routed(self, routed: Routed, request: Inference, record: RequestRecord,
+                            headers: dict[str, str]) -> AsyncIterator[Event]:
+        """Serve with the chosen model; if it fails before its first token, the next candidate
+        serves instead (the headers, still unsent, are updated) and the failure is an outcome."""
+        assert self.routing is not None
+        order = routed.decision.order
+        for i, model in enumerate(order):
+            entry = routed.entries[model]
+            record.served_model, record.backend = entry.card.name, entry.backend.name
+            started = False
+            try:
+                async for event in self._serve(entry, request, record):
+                    started = True
+                    if isinstance(event, Final) and event.done_reason == "length":
+                        await self.routing.signal(request.request_id, model, "length")
+                    yield event
+                return
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception:
+                await self.routing.signal(request.request_id, model, "error")
+                if started or i == len(order) - 1:
+                    raise
+                following = order[i + 1]
+                log.warning("routed model %s failed before its first token; %s serves instead",
+                            model, following)
+                record.status, record.error = "ok", ""
+                headers["X-LocalForge-Model"] = following
+                headers["X-LocalForge-Route"] = f"fallback: {model} failed; {routed.reason}"
 
     async def _serve(self, entry: Entry, request: Inference, record: RequestRecord) -> AsyncIterator[Event]:
         started = time.perf_counter_ns()

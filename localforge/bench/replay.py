@@ -28,6 +28,7 @@ from localforge.inference import Inference
 from localforge.memory.db import migrate
 from localforge.memory.outcomes import Memory
 from localforge.profile.base import Profile
+from localforge.profile.profiler import Profiling
 from localforge.route import policies
 from localforge.route.decision import Candidate
 from localforge.route.registry import routing_facts
@@ -110,16 +111,14 @@ def split(examples: list[Example], fraction: float, seed: int = 0) -> tuple[list
 
 class Replay:
     def __init__(self, settings: Settings, learn: list[Example], evaluate: list[Example],
-                 vectors: np.ndarray, models: list[str], progress: bool = True) -> None:
+                 vectors: np.ndarray, models: list[str], profiling: Profiling,
+                 progress: bool = True) -> None:
         self.settings = settings
         self.learn, self.evaluate = learn, evaluate
         self.vectors = vectors  # one row per learn + evaluate example, in that order
         self.models = models
         self.progress = progress
-        pm = plugins.make_manager()
-        self.profilers = [p for p in plugins.collect(pm.hook.register_profilers, lambda p: p.name,
-                                                     settings=settings)
-                          if "embed" not in p.name]
+        self.profiling = profiling
         facts = settings.router.models
         self.candidates = [Candidate(m, routing_facts(m, None, facts)) for m in models]
         self.profiles = [self._profile(e.prompt, v) for e, v in
@@ -134,13 +133,8 @@ class Replay:
         self.means = means
 
     def _profile(self, text: str, vector: np.ndarray) -> Profile:
-        """Every registered profiler but the embedding one, whose output is the cached vector."""
-        request = Inference(model="auto", kind="generate", prompt=text)
-        profile = Profile(text=text, embedding=vector)
-        for profiler in self.profilers:
-            profiler.profile(request, profile)
-        profile.embedding = vector
-        return profile
+        """Every registered profiler; the embedding is the cached vector, not computed again."""
+        return self.profiling.profile(Inference(model="auto", kind="generate", prompt=text), vector)
 
     def _call_cost(self, model: str, profile: Profile) -> float:
         facts = next(c.facts for c in self.candidates if c.model == model)
@@ -221,6 +215,11 @@ def _with(router_settings: Any, **changes: Any) -> Any:
     return msgspec.structs.replace(router_settings, **changes)
 
 
+def profiling_for(settings: Settings) -> Profiling:
+    """The profilers and embedder the server would use, built-in ones included."""
+    return Profiling.from_plugins(plugins.make_manager(), settings)
+
+
 def run(data: Path, settings: Settings, train: Path | None = None, holdout: float | None = None,
         seed: int = 0, progress: bool = True, cache_dir: Path | None = None,
         embedder: Any = None) -> Report:
@@ -236,8 +235,10 @@ def run(data: Path, settings: Settings, train: Path | None = None, holdout: floa
     if len(models) < 2:
         raise BadRequest("the replay needs at least two models (set [router.models] in --models)")
     texts = [e.prompt for e in learn + examples]
-    vectors = embeddings.cached(texts, settings, cache_dir, progress=progress, model=embedder)
-    replay = Replay(settings, learn, examples, vectors, models, progress)
+    profiling = profiling_for(settings)
+    vectors = embeddings.cached(texts, settings, embedder or profiling.embedder, cache_dir,
+                                progress=progress)
+    replay = Replay(settings, learn, examples, vectors, models, profiling, progress)
     report = Report(models, replay.weak, replay.strong, len(examples), len(learn))
     report.baselines = replay.baselines()
     report.points = replay.sweep()

@@ -21,6 +21,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -34,18 +35,17 @@ from localforge.route.settings import Preset, RouterSettings
 
 log = logging.getLogger(__name__)
 
-SIMILARITY_POWER = 3.0  # sharpen cosine similarities: near neighbours count much more
-MEMORY_PSEUDOCOUNT = 4.0  # how many weighted neighbours it takes to outweigh the linear estimate
 REMOTE_OVERHEAD_S = 0.5  # network and queueing at a remote provider
 
 
 class Latency:
-    """What the router asks the scheduler about (residency, load time, queue); defaults for none."""
+    """What the router asks the scheduler (residency, load time, queue); these defaults stand in
+    where there is none, as in the replay."""
 
     def is_resident(self, name: str) -> bool:
         return True
 
-    def expected_load_s(self, name: str) -> float:
+    def expected_load_s(self, card: Any) -> float:
         return 0.0
 
     def queue_depth(self, name: str) -> int:
@@ -59,7 +59,7 @@ class Router:
         self.settings = settings
         self.memory = memory
         self.dimensions = dimensions
-        self.bandit = LinearBandit(dimensions + EXTRA_DIMENSIONS)
+        self.bandit = LinearBandit(dimensions + EXTRA_DIMENSIONS, settings.ridge)
         self.scorers = scorers or []
         self.latency = latency or Latency()
         self.clock = clock
@@ -93,7 +93,7 @@ class Router:
         now = self.clock()
         decay = math.log(max(min(self.settings.decay_per_day, 1.0), 1e-6))
         for n in self.memory.neighbours(profile.embedding, self.settings.neighbours):
-            weight = max(n.similarity, 0.0) ** SIMILARITY_POWER
+            weight = max(n.similarity, 0.0) ** self.settings.similarity_power
             weight *= math.exp(decay * max(now - n.created_at, 0.0) / SECONDS_PER_DAY)
             for model, score in n.outcomes.items():
                 if model in sums:
@@ -106,8 +106,8 @@ class Router:
         seconds = output_tokens / max(facts.tokens_per_s, 1e-3)
         if facts.locality == "remote":
             return seconds + REMOTE_OVERHEAD_S
-        if not self.latency.is_resident(candidate.model):
-            seconds += self.latency.expected_load_s(candidate.model) or facts.load_s
+        if candidate.entry is not None and not self.latency.is_resident(candidate.model):
+            seconds += self.latency.expected_load_s(candidate.entry.card) or facts.load_s
         return seconds * (1 + self.latency.queue_depth(candidate.model))
 
     def score(self, profile: Profile, candidates: list[Candidate], preset: Preset,
@@ -120,7 +120,8 @@ class Router:
             linear = self.bandit.estimate(c.model, context)
             base = min(max(prior + linear, 0.0), 1.0)
             total, weight = memory[c.model]
-            quality = (total + MEMORY_PSEUDOCOUNT * base) / (weight + MEMORY_PSEUDOCOUNT)
+            pseudo = self.settings.memory_pseudocount
+            quality = (total + pseudo * base) / (weight + pseudo)
             cost = c.facts.cost(profile.tokens, output_tokens)
             latency = self.expected_latency(c, output_tokens)
             parts = {"prior": prior, "linear": base - prior, "memory": quality - base,

@@ -3,7 +3,7 @@
 ```toml
 [router]
 default_model = "smollm2:135m"      # served when the router has too little evidence
-exploration = 0.05                  # floor of the exploration probability
+exploration = 0.01                  # floor of the exploration probability
 
 [router.presets.cheap]              # auto:cheap; more presets may be added
 cost_weight = 2000.0
@@ -62,11 +62,14 @@ class RouterSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     models: dict[str, ModelFacts] = {}
     # exploration: a probability that starts at `exploration_start` and decays towards the floor
     # `exploration` as outcomes accumulate (half-way after `exploration_halflife` outcomes)
-    exploration: float = 0.05
+    exploration: float = 0.01
     exploration_start: float = 0.5
-    exploration_halflife: int = 500
+    exploration_halflife: int = 200
     confidence_floor: float = 0.0  # evidence (effective outcomes) below which default_model serves
     neighbours: int = 40  # k of the k-NN memory
+    memory_pseudocount: float = 10.0  # weighted neighbours it takes to outweigh the linear estimate
+    similarity_power: float = 1.0  # >1 sharpens cosine similarities: near neighbours count more
+    ridge: float = 1.0  # the linear bandit's penalty; larger trusts the priors longer
     decay_per_day: float = 0.95  # weight of an outcome one day old, relative to a fresh one
     expected_output_tokens: int = 256
     store_prompts: bool = True

@@ -18,11 +18,11 @@ from localforge.config import Settings
 from localforge.memory.db import open_db
 from localforge.memory.records import Recorder
 from localforge.pipeline import Pipeline
+from localforge.route import auto
 from localforge.route.registry import Registry
 from localforge.schedule.disconnect import watch_disconnect
 from localforge.schedule.scheduler import Scheduler
-from localforge.server import (errors, metrics, ollama_inference, ollama_manage, ollama_models,
-                               openai_api)
+from localforge.server import errors, metrics, ollama_inference, ollama_manage, ollama_models, openai_api, routing_api
 from localforge.server.services import Services, provide_services
 from localforge.store.layout import ModelStore
 
@@ -54,6 +54,7 @@ def build_services(settings: Settings, pm: pluggy.PluginManager) -> Services:
     registry = Registry(backends)
     scheduler = Scheduler.from_settings(settings)
     pipeline = Pipeline(registry, scheduler, Recorder(db), pm)
+    pipeline.routing = auto.build(settings, pm, db, registry, scheduler)
     return Services(settings, pm, db, store, registry, scheduler, pipeline)
 
 
@@ -75,11 +76,13 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
                 await plugins.call_all(manager.hook.shutdown(state=app.state))
                 for backend in services.registry.backends:
                     await backend.close()
+                if services.pipeline.routing is not None:
+                    services.pipeline.routing.close()  # saves the vector index and the bandit
                 services.db.conn.close()
 
     return Litestar(
         route_handlers=[*ollama_models.ROUTES, *ollama_inference.ROUTES, *ollama_manage.ROUTES,
-                        *openai_api.ROUTES, *metrics.ROUTES],
+                        *openai_api.ROUTES, *metrics.ROUTES, *routing_api.ROUTES],
         middleware=[watch_disconnect],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         lifespan=[lifespan],

@@ -11,6 +11,7 @@ from litestar.response import Response
 
 from localforge import OLLAMA_API_VERSION
 from localforge.backends.base import ModelCard
+from localforge.route import auto
 from localforge.server import body, timefmt, wire
 from localforge.server.services import Services
 
@@ -74,7 +75,10 @@ def tag(card: ModelCard) -> wire.TagModel:
 
 @get("/api/tags")
 async def tags(services: Services) -> wire.TagsResponse:
-    return wire.TagsResponse(models=[tag(e.card) for e in await services.registry.entries()])
+    cards = [e.card for e in await services.registry.entries()]
+    if services.pipeline.routing is not None:  # the `auto` model and its presets
+        cards += auto.cards(services.settings.router, cards)
+    return wire.TagsResponse(models=[tag(c) for c in cards])
 
 
 @head("/api/tags")
@@ -90,7 +94,12 @@ async def show(request: Request, services: Services) -> wire.ShowResponse:
         from localforge.errors import BadRequest
 
         raise BadRequest("model is required")
-    card = (await services.registry.resolve(name)).card
+    if auto.preset_of(name) is not None and services.pipeline.routing is not None:
+        registry_cards = [e.card for e in await services.registry.entries()]
+        card = auto.card(services.settings.router, auto.preset_of(name) or "", registry_cards)
+    else:
+        card = (await services.registry.resolve(name)).card
+        card.model_info = {**card.model_info, **auto.facts_info(services.settings.router, card)}
     parameters = dict(card.parameters)
     parameters.setdefault("num_ctx", card.context_length or services.settings.default_num_ctx)
     return wire.ShowResponse(
