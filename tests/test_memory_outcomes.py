@@ -1,0 +1,90 @@
+"""The memory of routed requests on a real sqlite file and a real hnswlib index: it survives a
+reopen, a missing or stale index is rebuilt from sqlite, and store_prompts=false keeps no text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from localforge.memory.db import open_db
+from localforge.memory.outcomes import Memory, Route, prompt_hash
+
+DIM = 8
+
+
+def unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def open_memory(folder: Path, store_prompts: bool = True) -> tuple[Memory, str]:
+    memory = Memory(open_db(folder / "localforge.db"), DIM, folder / "routes.hnsw", store_prompts)
+    return memory, memory.open()
+
+
+def fill(memory: Memory, n: int = 5) -> None:
+    for i in range(n):
+        route_id = memory.record_route(Route(f"req-{i}", "model-a", prompt=f"question {i}",
+                                             embedding=unit(i)))
+        memory.record_outcome(route_id, "model-a", 1.0 if i % 2 == 0 else 0.0, "feedback")
+
+
+def test_neighbours_carry_their_outcomes_and_survive_a_reopen(tmp_path: Path) -> None:
+    memory, state = open_memory(tmp_path)
+    assert state == "rebuilt"  # a new database: nothing to load
+    fill(memory)
+    nearest = memory.neighbours(unit(2), k=3)[0]
+    assert nearest.similarity > 0.99 and nearest.outcomes == {"model-a": 1.0}
+    memory.save()
+    memory.db.conn.close()
+
+    again, state = open_memory(tmp_path)
+    assert state == "loaded"
+    assert again.neighbours(unit(3), k=1)[0].outcomes == {"model-a": 0.0}
+    assert again.route("req-3")["outcomes"] == {"model-a": 0.0}
+
+
+def test_a_deleted_index_is_rebuilt_from_sqlite(tmp_path: Path) -> None:
+    memory, _ = open_memory(tmp_path)
+    fill(memory)
+    memory.save()
+    memory.db.conn.close()
+    (tmp_path / "routes.hnsw").unlink()
+
+    again, state = open_memory(tmp_path)
+    assert state == "rebuilt"
+    assert len(again.index) == 5
+    assert again.neighbours(unit(4), k=1)[0].similarity > 0.99
+
+
+def test_an_index_that_disagrees_with_the_table_is_rebuilt(tmp_path: Path) -> None:
+    memory, _ = open_memory(tmp_path)
+    fill(memory, 3)
+    memory.save()  # the index knows three requests...
+    memory.record_route(Route("late", "model-a", embedding=unit(9)))  # ...sqlite has four
+    memory.db.conn.close()
+
+    again, state = open_memory(tmp_path)
+    assert state == "rebuilt"
+    assert len(again.index) == 4
+
+
+def test_without_store_prompts_only_hashes_and_embeddings_are_kept(tmp_path: Path) -> None:
+    memory, _ = open_memory(tmp_path, store_prompts=False)
+    memory.record_route(Route("secret", "model-a", prompt="my password is hunter2", embedding=unit(1)))
+    row = memory.route("secret")
+    assert row["prompt"] is None
+    assert row["prompt_hash"] == prompt_hash("my password is hunter2")
+    assert row["embedding"] is not None
+    raw = (tmp_path / "localforge.db").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("localforge.db-wal"))
+    assert b"hunter2" not in raw
+
+
+def test_the_same_prompt_again_is_found_within_the_window(tmp_path: Path) -> None:
+    memory, _ = open_memory(tmp_path)
+    memory.record_route(Route("first", "model-a", prompt="what is 2+2", embedding=unit(1), created_at=1000.0))
+    assert memory.recent_prompt("what is 2+2", within_s=300, now=1100.0)["request_id"] == "first"
+    assert memory.recent_prompt("what is 2+2", within_s=300, now=2000.0) is None
+    assert memory.recent_prompt("something else", within_s=300, now=1100.0) is None
