@@ -13,6 +13,7 @@ the quantised model is cached on disk, keyed by a hash of the weights, so it is 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import tempfile
@@ -24,7 +25,7 @@ import numpy as np
 from localforge.profile.numpy_bert import NumpyBert
 
 OPSET = 17  # LayerNormalization is an ONNX op from 17 on
-PER_CHANNEL = True
+PER_CHANNEL = True  # a scale per output column: cosine to float32 0.98-0.99, not 0.93-0.98
 
 
 def build_graph(bert: NumpyBert) -> Any:
@@ -94,6 +95,11 @@ def build_graph(bert: NumpyBert) -> Any:
     return model
 
 
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
 def weights_digest(folder: Path) -> str:
     digest = hashlib.sha256()
     with open(folder / "model.safetensors", "rb") as f:
@@ -115,7 +121,12 @@ def quantised_model(bert: NumpyBert, folder: Path, cache_dir: Path) -> Path:
         plain = Path(tmp) / "float32.onnx"
         onnx.save(build_graph(bert), str(plain))
         built = Path(tmp) / "int8.onnx"
-        quantize_dynamic(str(plain), str(built), weight_type=QuantType.QInt8, per_channel=PER_CHANNEL)
+        quiet = _Quiet()  # the quantiser logs advice for image models through the root logger
+        logging.getLogger().addFilter(quiet)
+        try:
+            quantize_dynamic(str(plain), str(built), weight_type=QuantType.QInt8, per_channel=PER_CHANNEL)
+        finally:
+            logging.getLogger().removeFilter(quiet)
         os.replace(built, target)  # atomic: a concurrent builder never sees half a file
     return target
 
