@@ -80,10 +80,31 @@ class Routing:
 
     def open(self) -> str:
         index = self.memory.open()
-        if self.state_path is not None and self.state_path.is_file():
-            self.router.bandit.load(self.state_path)
+        loaded = self.state_path is not None and self.router.bandit.load(self.state_path)
+        learned = sum(a.n for a in self.router.bandit.arms.values())
+        if not loaded or learned != self._learnable():
+            self._relearn()  # the saved state is missing or behind sqlite (a crash): replay it
         self.router.outcomes_seen = sum(a.n for a in self.router.bandit.arms.values())
         return index
+
+    def _rows(self) -> Any:
+        return self.memory.db.execute(
+            "select o.model, o.score, o.kind, r.context, r.candidates from outcomes o "
+            "join routes r on r.id = o.route_id where r.context is not null order by o.id")
+
+    def _learnable(self) -> int:
+        return sum(1 for _ in self._rows())
+
+    def _relearn(self) -> None:
+        bandit = self.router.bandit
+        bandit.arms.clear()
+        for model, score, kind, blob, candidates in self._rows():
+            context = np.frombuffer(blob, dtype=np.float32).astype(np.float64)
+            if context.shape[0] != bandit.dimensions:
+                continue
+            parts = {c["model"]: c.get("parts", {}) for c in json.loads(candidates)}
+            prior = float(parts.get(model, {}).get("prior", 0.5))
+            bandit.update(model, context, score - prior, SIGNALS.get(kind, (0.0, 1.0))[1])
 
     def close(self) -> None:
         self.memory.save()

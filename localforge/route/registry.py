@@ -78,11 +78,15 @@ def routing_facts(name: str, card: ModelCard | None, configured: dict[str, Model
         facts.context_length = card.context_length
         facts.capabilities = list(card.capabilities)
         facts.size = card.size
+        # network backends put their endpoint's prices here
+        facts.input_price = float(card.model_info.get("localforge.input_price", 0.0) or 0.0)
+        facts.output_price = float(card.model_info.get("localforge.output_price", 0.0) or 0.0)
     for source in (DEMO_FACTS.get(name), configured.get(name)):
         if source is None:
             continue
         facts.locality = source.locality or facts.locality
-        facts.input_price, facts.output_price = source.input_price, source.output_price
+        facts.input_price = source.input_price or facts.input_price
+        facts.output_price = source.output_price or facts.output_price
         facts.energy_price = source.energy_price
         facts.context_length = source.context_length or facts.context_length
         if source.capabilities is not None:

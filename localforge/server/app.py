@@ -73,11 +73,11 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
                 yield
             finally:
                 tg.cancel_scope.cancel()
+                if services.pipeline.routing is not None:  # before any await: the scope is cancelled
+                    services.pipeline.routing.close()  # saves the vector index and the bandit
                 await plugins.call_all(manager.hook.shutdown(state=app.state))
                 for backend in services.registry.backends:
                     await backend.close()
-                if services.pipeline.routing is not None:
-                    services.pipeline.routing.close()  # saves the vector index and the bandit
                 services.db.conn.close()
 
     return Litestar(
