@@ -129,6 +129,28 @@ def registered_backends(pm: Any, settings: Any) -> dict[str, list[Any]]:
     return found
 
 
+def cmd_route(args: argparse.Namespace) -> int:
+    plan = _call(args, "POST", "/api/route", {"model": args.model,
+                                              "messages": [{"role": "user", "content": args.text}]})
+    if args.json:
+        print(json.dumps(plan, indent=2))
+        return 0
+    profile = plan["profile"]
+    print(f"{plan['model']}  ({plan['reason']}; preset {plan['preset']})")
+    print(f"  profile: task {profile['task']}, ~{profile['tokens']} tokens"
+          + (f", sensitive: {', '.join(profile['sensitivity'])}" if profile["sensitive"] else ""))
+    for model, why in plan["removed"].items():
+        print(f"  removed {model}: {why}")
+    rows = [["MODEL", "SCORE", "QUALITY", "PRIOR", "LINEAR", "MEMORY", "COST $", "COST", "LATENCY"]]
+    for c in plan["candidates"]:
+        p = c["parts"]
+        rows.append([c["model"], f"{c['score']:.3f}", f"{p['quality']:.3f}", f"{p['prior']:.3f}",
+                     f"{p['linear']:+.3f}", f"{p['memory']:+.3f}", f"{p['cost']:.5f}",
+                     f"{p['cost_term']:+.3f}", f"{p['latency_term']:+.3f}"])
+    print(_table(rows))
+    return 0
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     import anyio
 
@@ -190,6 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     plug.add_argument("--config", type=Path, help="TOML config file (also LOCALFORGE_CONFIG)")
     plug.add_argument("--models", action="store_true", help="also list each backend's models (asks upstreams)")
     plug.set_defaults(func=cmd_plugins)
+
+    route = sub.add_parser("route", help="dry-run the auto model: which model a prompt would go to, and why",
+                           description="Ask a running server where `auto` would send this prompt: its "
+                           "profile, the policies that removed candidates, and each candidate's score "
+                           "broken into its parts. Nothing is generated or recorded.")
+    route.add_argument("text", help="the prompt")
+    route.add_argument("--model", default="auto", help="auto or auto:<preset> (default auto)")
+    route.add_argument("--json", action="store_true", help="print the whole dry run as JSON")
+    route.add_argument("--host", help="server URL (default from OLLAMA_HOST, else 127.0.0.1:11434)")
+    route.set_defaults(func=cmd_route)
 
     # each benchmark module adds its own subcommand to this group
     bench = sub.add_parser("bench", help="benchmarks that run the real code, no server needed",

@@ -140,6 +140,31 @@ def test_bad_feedback_and_bad_presets_get_clear_errors(server: RunningServer) ->
     assert preset.status_code == 400 and "lavish" in preset.json()["error"]
 
 
+def test_openai_clients_see_and_use_auto(server: RunningServer) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", timeout=120)
+    assert "auto:balanced" in {m.id for m in client.models.list()}
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": CHAT}], max_tokens=4, temperature=0)
+    assert raw.headers["X-LocalForge-Model"] == LOCAL
+    assert raw.parse().choices[0].message.content is not None
+
+
+def test_the_route_command_prints_the_dry_run(server: RunningServer) -> None:
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "localforge.cli", "route", CODING, "--json",
+                           "--host", server.url], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["model"] in (LOCAL, REMOTE)
+    table = subprocess.run([sys.executable, "-m", "localforge.cli", "route", CHAT, "--host", server.url],
+                           capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0 and LOCAL in table.stdout and "QUALITY" in table.stdout
+
+
 def test_feedback_changes_later_decisions_and_survives_a_restart(
         server: RunningServer, home: Path, upstream: Upstream) -> None:
     prompt = "Write a SQL query that lists the ten customers with the largest total orders."

@@ -192,11 +192,16 @@ class Replay:
         points: list[RouterPoint] = []
         for dial in DIAL:
             points.append(self._timed(dial, len(DIAL) + REFINE, len(points)))
-        for _ in range(REFINE):  # fill the widest gap in strong-call share
-            ordered = sorted(points, key=lambda p: p.share)
-            gaps = [(b.share - a.share, a, b) for a, b in zip(ordered, ordered[1:], strict=False)]
-            _, a, b = max(gaps, key=lambda g: g[0])
-            points.append(self._timed((a.dial + b.dial) / 2, len(DIAL) + REFINE, len(points)))
+        for _ in range(REFINE):  # bisect the dial where neighbouring points differ most in share
+            ordered = sorted(points, key=lambda p: p.dial)
+            tried = {p.dial for p in points}
+            gaps = [(abs(b.share - a.share), (a.dial + b.dial) / 2)
+                    for a, b in zip(ordered, ordered[1:], strict=False)]
+            gaps = [g for g in gaps if g[1] not in tried]
+            if not gaps:
+                break
+            _, dial = max(gaps)
+            points.append(self._timed(dial, len(DIAL) + REFINE, len(points)))
         return sorted(points, key=lambda p: p.share)
 
     def _timed(self, dial: float, total: int, done: int) -> RouterPoint:

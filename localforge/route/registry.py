@@ -93,7 +93,7 @@ def routing_facts(name: str, card: ModelCard | None, configured: dict[str, Model
             facts.capabilities = list(source.capabilities)
         facts.size = source.size or facts.size
         facts.load_s = source.load_s if source.load_s is not None else facts.load_s
-        facts.tokens_per_s = source.tokens_per_s
+        facts.tokens_per_s = source.tokens_per_s or facts.tokens_per_s
         facts.quality = {**facts.quality, **{t: q for t, q in source.quality.items() if t in TASKS}}
     return facts
 

@@ -34,7 +34,7 @@ class ModelFacts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     capabilities: list[str] | None = None  # "tools", "vision", "embedding", "structured", …
     size: int | None = None  # bytes in memory
     load_s: float | None = None  # seconds to load when not resident
-    tokens_per_s: float = 30.0  # generation speed, for the latency term
+    tokens_per_s: float | None = None  # generation speed, for the latency term
     quality: dict[str, float] = {}  # per-task prior of the share of good answers, 0..1
 
 

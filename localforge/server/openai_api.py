@@ -20,6 +20,7 @@ from litestar.response import Stream
 from localforge.errors import BadRequest
 from localforge.inference import Delta, Event, Final, Inference, ToolCall
 from localforge.pipeline import Served
+from localforge.route import auto
 from localforge.server import body, convert, errors, streams
 from localforge.server import openai_convert as oc
 from localforge.server import openai_wire as ow
@@ -170,8 +171,10 @@ def _model(name: str, modified_at: datetime | None) -> ow.Model:
 
 @get("/v1/models")
 async def list_models(services: Services) -> ow.ModelList:
-    entries = await services.registry.entries()
-    return ow.ModelList(data=[_model(e.card.name, e.card.modified_at) for e in entries])
+    cards = [e.card for e in await services.registry.entries()]
+    if services.pipeline.routing is not None:  # the `auto` model and its presets
+        cards += auto.cards(services.settings.router, cards)
+    return ow.ModelList(data=[_model(c.name, c.modified_at) for c in cards])
 
 
 @get("/v1/models/{model:path}")
