@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +234,10 @@ def card(settings: RouterSettings, tag: str, registry_cards: list[ModelCard]) ->
         raise BadRequest(f"unknown routing preset '{preset}' (known: {', '.join(sorted(settings.presets))})")
     dial = settings.presets[preset]
     context = max((c.context_length for c in registry_cards), default=0)
+    # as new as the newest model it routes to: it changes when they do
+    modified = max((c.modified_at for c in registry_cards if c.modified_at), default=None)
     return ModelCard(
+        modified_at=modified or datetime.now(UTC),
         name=f"{AUTO}:{tag or 'latest'}", backend="router", context_length=context,
         details=ModelDetails(format="router", family="auto", families=["auto"], parameter_size="",
                              quantization_level=""),

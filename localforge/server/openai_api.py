@@ -180,6 +180,9 @@ async def list_models(services: Services) -> ow.ModelList:
 @get("/v1/models/{model:path}")
 async def retrieve_model(model: str, services: Services) -> ow.Model:
     name = model.lstrip("/")
+    if auto.preset_of(name) is not None and services.pipeline.routing is not None:
+        cards = [e.card for e in await services.registry.entries()]
+        return _model(name, auto.card(services.settings.router, auto.preset_of(name) or "", cards).modified_at)
     entry = await services.registry.resolve(name)
     return _model(name, entry.card.modified_at)
 
