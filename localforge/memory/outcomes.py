@@ -130,7 +130,7 @@ class Memory:
         route_id = self._ids.get(request_id)
         if route_id is None:
             return None
-        row = dict(self.db["routes"].get(route_id))
+        row = dict(self.db.table("routes").get(route_id))
         row["outcomes"] = dict(self._outcomes.get(route_id, {}))
         return row
 

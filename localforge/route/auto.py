@@ -211,7 +211,7 @@ def build(settings: Settings, pm: pluggy.PluginManager, db: sqlite_utils.Databas
     except BadRequest as exc:
         log.warning("the auto model is off: %s", exc.message)
         return None
-    scorers = plugins.collect(pm.hook.register_scorers, lambda s: s.name, settings=settings)
+    scorers: list[Any] = plugins.collect(pm.hook.register_scorers, lambda s: s.name, settings=settings)
     dimensions = getattr(profiling.embedder, "dimensions", 384)
     memory = Memory(db, dimensions, settings.data_dir / "routes.hnsw",
                     store_prompts=settings.router.store_prompts)
