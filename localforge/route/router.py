@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from localforge.backends.base import ModelCard
 from localforge.errors import BadRequest
 from localforge.memory.outcomes import SECONDS_PER_DAY, Memory, Route
 from localforge.profile.base import Profile, Scorer
@@ -127,8 +128,12 @@ class Router:
             parts = {"prior": prior, "linear": base - prior, "memory": quality - base,
                      "quality": quality, "cost": cost, "cost_term": -preset.cost_weight * cost,
                      "latency_s": latency, "latency_term": -preset.latency_weight * latency}
-            for scorer in self.scorers:
-                parts[f"scorer:{scorer.name}"] = float(scorer.score(profile, c.facts))  # type: ignore[arg-type]
+            if self.scorers:
+                card = c.entry.card if c.entry is not None else ModelCard(
+                    name=c.model, backend="", locality=c.facts.locality,  # type: ignore[arg-type]
+                    capabilities=list(c.facts.capabilities), context_length=c.facts.context_length)
+                for scorer in self.scorers:
+                    parts[f"scorer:{scorer.name}"] = float(scorer.score(profile, card))
             value = quality + parts["cost_term"] + parts["latency_term"] + sum(
                 v for k, v in parts.items() if k.startswith("scorer:"))
             scored.append(Scored(c.model, value, parts, evidence=weight))

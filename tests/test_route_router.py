@@ -1,0 +1,100 @@
+"""The router on a real sqlite memory: cold start from priors, the dial, exploration with its
+propensity, learning from outcomes, and a third-party scorer's term."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from localforge.memory.db import open_db
+from localforge.memory.outcomes import Memory
+from localforge.profile.base import Profile
+from localforge.route.decision import Candidate
+from localforge.route.registry import RoutingFacts
+from localforge.route.router import Router
+from localforge.route.settings import Preset, RouterSettings
+
+DIM = 8
+CHEAP = Candidate("cheap", RoutingFacts("cheap", quality={"general": 0.6, "coding": 0.3}))
+DEAR = Candidate("dear", RoutingFacts("dear", locality="remote", input_price=10, output_price=30,
+                                      quality={"general": 0.7, "coding": 0.9}))
+
+
+def profile(task: str, seed: int = 0) -> Profile:
+    v = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return Profile(text=f"a {task} question", tokens=50, task=task, task_probabilities={task: 1.0},
+                   embedding=v / np.linalg.norm(v))
+
+
+def router(tmp_path: Path, **settings: object) -> Router:
+    memory = Memory(open_db(tmp_path / "db.sqlite"), DIM, tmp_path / "routes.hnsw")
+    memory.open()
+    base = {"seed": 0, "exploration": 0.0, "exploration_start": 0.0}
+    return Router(RouterSettings(**{**base, **settings}), memory, DIM)  # type: ignore[arg-type]
+
+
+def test_cold_start_follows_the_priors_and_the_dial(tmp_path: Path) -> None:
+    r = router(tmp_path)
+    coding, _ = r.decide(profile("coding"), [CHEAP, DEAR], "a", "best")
+    assert coding.chosen == "dear"
+    chat, _ = r.decide(profile("general"), [CHEAP, DEAR], "b", "balanced")
+    assert chat.chosen == "cheap"  # 0.1 better is not worth the remote model's price
+    parts = {s.model: s.parts for s in chat.scored}
+    assert parts["dear"]["cost"] > parts["cheap"]["cost"]
+    assert parts["dear"]["quality"] == pytest.approx(0.7)
+    assert chat.propensity == 1.0 and not chat.explored
+
+
+def test_exploration_is_bounded_and_logged_with_its_propensity(tmp_path: Path) -> None:
+    r = router(tmp_path, exploration=0.2, exploration_start=0.2)
+    decisions = [r.decide(profile("coding", i), [CHEAP, DEAR], str(i), "best")[0] for i in range(300)]
+    explored = [d for d in decisions if d.explored]
+    assert 30 < len(explored) < 100  # about 20%
+    for d in decisions:
+        assert d.exploration == pytest.approx(0.2)
+        expected = 0.8 + 0.1 if d.chosen == "dear" else 0.1
+        assert d.propensity == pytest.approx(expected)
+
+
+def test_bad_outcomes_move_later_decisions(tmp_path: Path) -> None:
+    r = router(tmp_path)
+    for i in range(15):
+        p = profile("coding", seed=1)
+        d, context = r.decide(p, [CHEAP, DEAR], f"r{i}", "best")
+        if d.chosen != "dear":
+            break
+        route_id = r.remember(d, p, context)
+        prior = next(s.parts["prior"] for s in d.scored if s.model == "dear")
+        r.learn(route_id, "dear", 0.0, "feedback", context, prior)
+    after, _ = r.decide(profile("coding", seed=1), [CHEAP, DEAR], "last", "best")
+    assert after.chosen == "cheap"
+    dear = next(s for s in after.scored if s.model == "dear")
+    assert dear.evidence > 1 and dear.parts["quality"] < 0.3
+
+
+class Sunny:
+    """A third-party signal: prefers local models."""
+
+    name = "sunny"
+
+    def score(self, profile: Profile, card: object) -> float:
+        return 0.7 if getattr(card, "locality", "") == "local" else 0.0
+
+
+def test_a_scorer_plugin_adds_a_named_term(tmp_path: Path) -> None:
+    r = router(tmp_path)
+    r.scorers = [Sunny()]
+    d, _ = r.decide(profile("coding"), [CHEAP, DEAR], "s", "best")
+    assert d.chosen == "cheap"
+    parts = {s.model: s.parts for s in d.scored}
+    assert parts["cheap"]["scorer:sunny"] == 0.7 and parts["dear"]["scorer:sunny"] == 0.0
+
+
+def test_an_unknown_preset_is_a_clear_400(tmp_path: Path) -> None:
+    from localforge.errors import BadRequest
+
+    r = router(tmp_path, presets={"mine": Preset(cost_weight=1.0)})
+    with pytest.raises(BadRequest, match="unknown routing preset 'lavish'.*balanced.*mine"):
+        r.decide(profile("general"), [CHEAP, DEAR], "x", "lavish")
