@@ -83,3 +83,24 @@ def test_replay_baselines_from_a_small_file(tmp_path: Path) -> None:
     assert {"apgr", "cpt50", "cpt80", "points"} <= set(figures)
     # the embeddings were cached: a second run reads them instead of embedding again
     assert len(list((tmp_path / "cache").glob("embeddings-*.npy"))) == 1
+
+
+def test_plot_writes_a_png_and_the_command_reports_bad_input(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from localforge import cli
+
+    data = tmp_path / "data.jsonl"
+    write_data(data)
+    settings = config.load(None, environ={})
+    report = replay.run(data, settings, progress=False, cache_dir=tmp_path / "cache", embedder=WordEmbedder())
+    replay.plot(report, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"prompt": "hi", "outcomes": {"a": 1}}\n{"prompt": "no outcomes"}\n')
+    models = tmp_path / "models.toml"
+    models.write_text("[router]\nseed = 0\n")
+    assert cli.main(["bench", "replay", str(broken), "--models", str(models)]) == 2
+    assert "broken.jsonl:2" in capsys.readouterr().err
+    assert cli.main(["bench", "replay", str(data), "--models", str(models), "--holdout", "1.5"]) == 2
+    assert "--holdout must be a fraction" in capsys.readouterr().err

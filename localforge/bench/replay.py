@@ -126,9 +126,13 @@ class Replay:
         probe = self.profiles[0] if self.profiles else Profile()
         costs = {c.model: c.facts.cost(probe.tokens, settings.router.expected_output_tokens)
                  for c in self.candidates}
-        self.weak = min(models, key=lambda m: (costs[m], m))
         means = {m: float(np.mean([e.outcomes.get(m, 0.0) for e in evaluate])) for m in models}
+        # the cheapest model is the weak one (the weaker of equally cheap ones); the best the strong
+        self.weak = min(models, key=lambda m: (costs[m], means[m], m))
         self.strong = max(models, key=lambda m: (means[m], -costs[m]))
+        if means[self.weak] >= means[self.strong]:
+            raise BadRequest(f"the cheapest model ({self.weak}) scores as well as the best; "
+                             "there is no gap for a router to recover")
         self.dearest = max(models, key=lambda m: costs[m])
         self.means = means
 
