@@ -10,12 +10,13 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
-from conftest import RunningServer, smollm2_config, start_server, stop_server
+from conftest import RunningServer, free_port, smollm2_config, start_server, stop_server
 from upstreams import Upstream, start_llama_server
 
 pytestmark = pytest.mark.slow
 
 LOCAL, REMOTE = "smollm2:135m", "cloud/smollm2:latest"
+DEAD = "dead/ghost:latest"  # an endpoint nobody listens on: best at math, on paper
 CODING = "Write a Python function that returns the reverse of a linked list, with type hints."
 CHAT = "Hi there! How are you doing today?"
 QUICK = {"num_predict": 4, "temperature": 0}
@@ -33,6 +34,19 @@ quality = {{ general = 0.7, instruction = 0.7, coding = 0.2, math = 0.2, reasoni
 
 [router.models."{REMOTE}"]
 quality = {{ general = 0.6, instruction = 0.6, coding = 0.95, math = 0.9, reasoning = 0.8 }}
+
+[router.models."{DEAD}"]
+context_length = 4096
+quality = {{ general = 0.0, instruction = 0.0, coding = 0.0, math = 0.99, reasoning = 0.0 }}
+
+[openai]
+backoff_s = 0.05
+
+[[openai.endpoints]]
+name = "nowhere"
+base_url = "http://127.0.0.1:{free_port()}/v1"
+prefix = "dead/"
+models = ["ghost"]
 
 [[openai.endpoints]]
 name = "cloud"
@@ -106,7 +120,7 @@ def test_the_dry_run_explains_and_agrees_with_what_happens(server: RunningServer
     assert plan["model"] == REMOTE
     assert plan["profile"]["task"] == "coding"
     parts = {c["model"]: c["parts"] for c in plan["candidates"]}
-    assert set(parts) == {LOCAL, REMOTE}
+    assert set(parts) == {LOCAL, REMOTE, DEAD}
     for part in ("prior", "memory", "linear", "quality", "cost_term", "latency_term"):
         assert part in parts[REMOTE]
     assert parts[REMOTE]["cost"] > parts[LOCAL]["cost"]
@@ -138,6 +152,19 @@ def test_bad_feedback_and_bad_presets_get_clear_errors(server: RunningServer) ->
     preset = httpx.post(server.url + "/api/chat", json={"model": "auto:lavish", "stream": False,
                                                         "messages": [{"role": "user", "content": "hi"}]})
     assert preset.status_code == 400 and "lavish" in preset.json()["error"]
+
+
+def test_a_model_that_fails_before_its_first_token_hands_over_to_the_next(server: RunningServer) -> None:
+    math = "Solve for x: 3x + 7 = 22. Show the arithmetic."
+    plan = dry_run(server, math, "auto:best")
+    assert plan["model"] == DEAD
+    served = chat(server, math, "auto:best")
+    assert served.headers["X-LocalForge-Model"] == plan["candidates"][1]["model"]
+    assert served.headers["X-LocalForge-Route"].startswith(f"fallback: {DEAD} failed")
+    # the failure is an outcome: the dead model now looks worse for such requests
+    again = dry_run(server, math, "auto:best")
+    dead = next(c for c in again["candidates"] if c["model"] == DEAD)
+    assert dead["parts"]["quality"] < next(c for c in plan["candidates"] if c["model"] == DEAD)["parts"]["quality"]
 
 
 def test_openai_clients_see_and_use_auto(server: RunningServer) -> None:
