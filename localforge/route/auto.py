@@ -146,6 +146,9 @@ class Routing:
         decision, context = self.router.decide(profile, kept, request.request_id, preset or None,
                                                removed, explore=not dry_run)
         routed = Routed(decision, {c.model: c.entry for c in kept}, profile, context)
+        log.debug("route %s -> %s (%s; exploration %.3f, propensity %.3f; removed %s)",
+                  request.request_id, decision.chosen, decision.reason, decision.exploration,
+                  decision.propensity, decision.removed or "none")
         if not dry_run:
             await anyio.to_thread.run_sync(self._remember, routed, request)
         return routed
