@@ -1,7 +1,7 @@
 """Embeddings for a benchmark run, computed once and cached on disk.
 
-The cache key is a hash of the embedder's name and dimensions and of every text in order, so a
-changed file or a different embedder never reads stale vectors.
+The cache key is a hash of the embedder's name, precision, token cap and dimensions and of every
+text in order, so a changed file or a differently configured embedder never reads stale vectors.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def cached(texts: list[str], settings: Settings, model: Any, cache_dir: Path | N
            progress: bool = True) -> np.ndarray:
     """One L2-normalised float32 row per text from `model` (an Embedder), cached on disk."""
     folder = cache_dir or settings.data_dir / "cache"
-    path = folder / f"embeddings-{cache_key(model.name, model.dimensions, texts)}.npy"
+    # settings that change the vectors without changing the embedder's name
+    variant = f"{model.name}|{getattr(model, 'precision', '')}|{getattr(model, 'max_tokens', '')}"
+    path = folder / f"embeddings-{cache_key(variant, model.dimensions, texts)}.npy"
     if path.is_file():
         vectors = np.load(path, allow_pickle=False)
         if vectors.shape == (len(texts), model.dimensions):
