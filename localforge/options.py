@@ -63,9 +63,14 @@ def validate(options: Any) -> dict[str, Any]:
     return clean
 
 
+# the load options that change what llama.cpp loads; the others (low_vram, f16_kv, …) are
+# accepted for compatibility but must not make a second resident copy of a model
+RELOAD_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "use_mlock", "num_thread")
+
+
 def load_key(options: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     """The load-time options that distinguish one resident configuration from another."""
-    return tuple(sorted((k, v) for k, v in options.items() if k in LOAD_OPTIONS))
+    return tuple(sorted((k, v) for k, v in options.items() if k in RELOAD_OPTIONS))
 
 
 def parse_modelfile_parameters(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -166,7 +166,7 @@ async def completions(request: Request, services: Services) -> Response[Any] | S
 
 
 def _model(name: str, modified_at: datetime | None) -> ow.Model:
-    return ow.Model(id=name, created=int(modified_at.timestamp()) if modified_at else 0)
+    return ow.Model(id=name, created=int((modified_at.timestamp() if modified_at else time.time())))
 
 
 @get("/v1/models")
