@@ -4,6 +4,7 @@ propensity, learning from outcomes, and a third-party scorer's term."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -98,3 +99,36 @@ def test_an_unknown_preset_is_a_clear_400(tmp_path: Path) -> None:
     r = router(tmp_path, presets={"mine": Preset(cost_weight=1.0)})
     with pytest.raises(BadRequest, match="unknown routing preset 'lavish'.*balanced.*mine"):
         r.decide(profile("general"), [CHEAP, DEAR], "x", "lavish")
+
+
+LOADABLE = SimpleNamespace(card=None)  # a registry entry: a model the scheduler can load
+
+
+class Residency:
+    """The scheduler's answer to 'is it loaded?', as the router asks it."""
+
+    def __init__(self, resident: set[str]) -> None:
+        self.resident = resident
+
+    def is_resident(self, name: str) -> bool:
+        return name in self.resident
+
+    def expected_load_s(self, card: object) -> float:
+        return 30.0
+
+    def queue_depth(self, name: str) -> int:
+        return 0
+
+
+def test_a_resident_model_within_the_margin_is_kept_over_loading_a_better_one(tmp_path: Path) -> None:
+    big = Candidate("big", RoutingFacts("big", quality={"general": 0.72}), entry=LOADABLE)
+    small = Candidate("small", RoutingFacts("small", quality={"general": 0.70}), entry=LOADABLE)
+    r = router(tmp_path, stickiness=0.03)
+    r.latency = Residency({"small"})  # type: ignore[assignment]
+    kept, _ = r.decide(profile("general"), [big, small], "a", "best")
+    assert kept.chosen == "small" and kept.reason.startswith("resident")
+    r.latency = Residency({"big", "small"})  # type: ignore[assignment]
+    assert r.decide(profile("general"), [big, small], "b", "best")[0].chosen == "big"
+    far = Candidate("far", RoutingFacts("far", quality={"general": 0.60}), entry=LOADABLE)
+    r.latency = Residency({"far"})  # type: ignore[assignment]
+    assert r.decide(profile("general"), [big, far], "c", "best")[0].chosen == "big"  # 0.12 is too much

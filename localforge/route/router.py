@@ -151,6 +151,8 @@ class Router:
         scored = self.score(profile, candidates, preset, context)
         best = scored[0]
         chosen, reason = best.model, f"best {name} score"
+        if sticky := self._resident_within_margin(best, scored, candidates):
+            chosen, reason = sticky.model, f"resident, within {self.settings.stickiness:g} of the best"
         floor = self.settings.confidence_floor
         default = self.settings.default_model
         if floor > 0 and best.evidence < floor and any(s.model == default for s in scored):
@@ -165,6 +167,17 @@ class Router:
         decision = Decision(request_id, name, chosen, scored, dict(removed or {}), epsilon,
                             explored, propensity, reason)
         return decision, context
+
+    def _resident_within_margin(self, best: Scored, scored: list[Scored],
+                                candidates: list[Candidate]) -> Scored | None:
+        """The best-scoring resident local model whose quality is within the stickiness margin of
+        a best model that would have to be loaded first; None when there is no such trade."""
+        local = {c.model for c in candidates if c.facts.locality != "remote" and c.entry is not None}
+        if self.settings.stickiness <= 0 or best.model not in local or self.latency.is_resident(best.model):
+            return None
+        floor = best.parts["quality"] - self.settings.stickiness
+        return next((s for s in scored[1:] if s.model in local and self.latency.is_resident(s.model)
+                     and s.parts["quality"] >= floor), None)
 
     def remember(self, decision: Decision, profile: Profile, context: np.ndarray) -> int:
         """Write the decision with its profile; returns the route's row id."""

@@ -72,6 +72,9 @@ class RouterSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ridge: float = 1.0  # the linear bandit's penalty; larger trusts the priors longer
     decay_per_day: float = 0.95  # weight of an outcome one day old, relative to a fresh one
     expected_output_tokens: int = 256
+    # prefer a model already in memory over a better one that must be loaded first, when its
+    # expected quality is within this margin of the best (a swap costs 30-60 s on a gaming PC)
+    stickiness: float = 0.03
     store_prompts: bool = True
     private_stays_local: bool = True
     remote: bool = True
