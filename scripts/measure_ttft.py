@@ -75,11 +75,12 @@ def through_localforge(path: Path, runs: int) -> tuple[list[float], float]:
             for i in range(runs + 2):
                 t0 = time.perf_counter()
                 with client.stream("POST", url + "/api/chat", json=body) as response:
-                    for line in response.iter_lines():
+                    lines = response.iter_lines()
+                    for line in lines:
                         if '"content":""' not in line:
                             elapsed = time.perf_counter() - t0
                             break
-                    for _ in response.iter_lines():
+                    for _ in lines:
                         pass
                 if i >= 2:
                     times.append(elapsed)
