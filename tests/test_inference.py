@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import httpx
 import ollama
@@ -118,6 +119,10 @@ def test_keep_alive_forever_and_zero(client: ollama.Client) -> None:
     tiny = {m.model: m for m in client.ps().models}["tiny:latest"]
     assert tiny.expires_at and tiny.expires_at.year > 2300
     client.generate("tiny", "x", options={"num_predict": 1}, keep_alive=0)
+    # as in Ollama, the unload follows the answer rather than preceding it
+    deadline = time.monotonic() + 5
+    while "tiny:latest" in [m.model for m in client.ps().models] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert "tiny:latest" not in [m.model for m in client.ps().models]
 
 

@@ -25,7 +25,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("sched-models")
     write_tiny_llama(folder / "alpha.gguf", seed=11)
     write_tiny_llama(folder / "beta.gguf", seed=12)
-    write_tiny_llama(folder / "slow.gguf", n_embd=512, n_layers=4, seed=13)
+    # a large vocabulary makes the end-of-text token rare: a greedy answer runs to num_predict
+    write_tiny_llama(folder / "slow.gguf", n_embd=512, n_layers=4, seed=13, extra_vocab=8000)
     return folder
 
 
@@ -91,9 +92,10 @@ def test_keep_alive_expires(one_slot: RunningServer) -> None:
 
 
 def _hold(server: RunningServer) -> None:
-    """A slow answer that keeps the model's only slot busy for a few seconds."""
+    """A slow answer that keeps the model's only slot busy for a few seconds (600 greedy tokens
+    take about 3.5 s on an idle 2-core machine, longer on a busy one)."""
     httpx.post(server.url + "/api/generate", timeout=300, json={
-        "model": "slow", "prompt": "hi", "stream": False, "options": {"num_predict": 60}})
+        "model": "slow", "prompt": "hi", "stream": False, "options": {"num_predict": 600, "temperature": 0}})
 
 
 def _until(check: object, timeout: float = 20) -> None:

@@ -19,28 +19,32 @@ WORDS = ["▁the", "▁a", "▁is", "▁of", "▁and", "▁to", "▁Paris", "▁
          "{", "}", "\"", ":", ",", "▁name", "▁age", "[", "]", "0", "1", "2", "▁true", "▁null"]
 
 
-def _vocab(specials: list[str]) -> tuple[list[str], list[float], list[int]]:
+def _vocab(specials: list[str], extra: int = 0) -> tuple[list[str], list[float], list[int]]:
     tokens = ["<unk>", "<s>", "</s>"]
     types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL]
     tokens += [f"<0x{b:02X}>" for b in range(256)]
     types += [TokenType.BYTE] * 256
     tokens += specials
     types += [TokenType.CONTROL] * len(specials)
-    tokens += ["▁", *WORDS]
-    types += [TokenType.NORMAL] * (len(WORDS) + 1)
+    words = [*WORDS, *(f"▁w{i}" for i in range(extra))]
+    tokens += ["▁", *words]
+    types += [TokenType.NORMAL] * (len(words) + 1)
     scores = [0.0] * len(tokens)
-    for i in range(len(tokens) - len(WORDS), len(tokens)):
+    for i in range(len(tokens) - len(words), len(tokens)):
         scores[i] = -float(i)
     return tokens, scores, [int(t) for t in types]
 
 
 def write_tiny_llama(path: Path, *, chat_template: str | None = CHATML, seed: int = 0,
                      n_embd: int = 32, n_layers: int = 1, context_length: int = 2048,
-                     fim: bool = False, name: str = "tiny-llama") -> Path:
-    """Write a random-weight llama-architecture GGUF (about 100 KB) and return its path."""
+                     fim: bool = False, name: str = "tiny-llama", extra_vocab: int = 0) -> Path:
+    """Write a random-weight llama-architecture GGUF (about 100 KB) and return its path.
+
+    `extra_vocab` adds plain word tokens; with thousands of them the end-of-text token becomes
+    rare, so a greedy answer runs to num_predict (tests that need a request to take a while)."""
     rng = np.random.default_rng(seed)
     specials = ["<|im_start|>", "<|im_end|>"] + (["<fim_prefix>", "<fim_suffix>", "<fim_middle>"] if fim else [])
-    tokens, scores, types = _vocab(specials)
+    tokens, scores, types = _vocab(specials, extra_vocab)
     n_vocab, n_head, n_ff = len(tokens), 2, 2 * n_embd
     writer = GGUFWriter(str(path), "llama")
     writer.add_name(name)
