@@ -91,4 +91,5 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
         request_max_body_size=settings.max_body_bytes,
         openapi_config=None,
         debug=False,
+        logging_config=None,  # the CLI configures logging; Litestar would reconfigure the root logger
     )
