@@ -9,8 +9,7 @@ from litestar import Request, Response, post
 from litestar.response import Stream
 
 from localforge.errors import BadRequest
-from localforge.inference import Delta, Event, Final, Inference, ToolCall
-from localforge.pipeline import Served
+from localforge.inference import Event, Final, Inference, ToolCall
 from localforge.server import body, convert, streams, timefmt, wire
 from localforge.server.services import Services, client_address
 
@@ -46,35 +45,16 @@ def _chat_chunk(inference: Inference, event: Event) -> wire.ChatChunk:
     return wire.ChatChunk(model=inference.model, created_at=timefmt.now(), message=message, done=False)
 
 
-async def _collect(events: Any) -> tuple[str, list[ToolCall], Final]:
-    text: list[str] = []
-    calls: list[ToolCall] = []
-    final = Final()
-    async for event in events:
-        if isinstance(event, Delta):
-            text.append(event.text)
-            calls.extend(event.tool_calls)
-        else:
-            final = event
-    return "".join(text), calls, final
-
-
-async def _start(services: Services, inference: Inference, endpoint: str) -> Served:
-    served = await services.pipeline.run(inference, endpoint)
-    served.events = await streams.with_first(served.events)
-    return served
-
-
 @post("/api/generate", status_code=200)
 async def generate(request: Request, services: Services) -> Response[Any] | Stream:
     req = await body.read(request, wire.GenerateRequest, services.settings.max_body_bytes)
     inference = convert.generate(req, client_address(request))
-    served = await _start(services, inference, "/api/generate")
+    served = await streams.start(services, inference, "/api/generate")
     if inference.stream:
         return streams.ndjson(served.events, lambda e: _generate_chunk(inference, e), served.headers)
-    text, _, final = await _collect(served.events)
-    chunk = _generate_chunk(inference, final)
-    chunk.response = text
+    answer = await streams.collect(served.events)
+    chunk = _generate_chunk(inference, answer.final)
+    chunk.response = answer.text
     return Response(chunk, headers=served.headers)
 
 
@@ -82,13 +62,13 @@ async def generate(request: Request, services: Services) -> Response[Any] | Stre
 async def chat(request: Request, services: Services) -> Response[Any] | Stream:
     req = await body.read(request, wire.ChatRequest, services.settings.max_body_bytes)
     inference = convert.chat(req, client_address(request))
-    served = await _start(services, inference, "/api/chat")
+    served = await streams.start(services, inference, "/api/chat")
     if inference.stream:
         return streams.ndjson(served.events, lambda e: _chat_chunk(inference, e), served.headers)
-    text, calls, final = await _collect(served.events)
-    chunk = _chat_chunk(inference, final)
-    chunk.message = wire.ReplyMessage(role="assistant", content=text,
-                                     tool_calls=_wire_calls(calls) or None)
+    answer = await streams.collect(served.events)
+    chunk = _chat_chunk(inference, answer.final)
+    chunk.message = wire.ReplyMessage(role="assistant", content=answer.text, thinking=answer.thinking or None,
+                                      tool_calls=_wire_calls(answer.calls) or None)
     return Response(chunk, headers=served.headers)
 
 

@@ -30,26 +30,6 @@ from localforge.store import pull as pulling
 from localforge.store.layout import Manifest
 
 
-async def _started(steps: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """Run up to the first step now, so errors before any output keep their HTTP status."""
-    first = await anext(steps)
-
-    async def chained() -> AsyncIterator[Any]:
-        yield first
-        async for step in steps:
-            yield step
-
-    return chained()
-
-
-async def _lines(steps: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    try:
-        async for step in steps:
-            yield msgspec.json.encode(_progress(step)) + b"\n"
-    except Exception as exc:
-        yield msgspec.json.encode(wire.ErrorBody(error=streams.error_message(exc))) + b"\n"
-
-
 def _progress(step: pulling.PullStep) -> wire.Progress:
     return wire.Progress(status=step.status, digest=step.digest, total=step.total,
                          completed=step.completed)
@@ -62,7 +42,7 @@ async def _answer(steps: AsyncIterator[pulling.PullStep], stream: bool | None) -
         async for step in steps:
             last = step
         return Response(_progress(last))
-    return Stream(_lines(await _started(steps)), media_type=streams.NDJSON)
+    return streams.ndjson(await streams.with_first(steps), _progress)
 
 
 # pull

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -19,35 +18,12 @@ from litestar.response import Stream
 
 from localforge.errors import BadRequest
 from localforge.inference import Delta, Event, Final, Inference, ToolCall
-from localforge.pipeline import Served
 from localforge.route import auto
 from localforge.server import body, convert, errors, streams
 from localforge.server import openai_convert as oc
 from localforge.server import openai_wire as ow
 from localforge.server.ollama_inference import normalise
 from localforge.server.services import Services, client_address
-
-
-async def _start(services: Services, inference: Inference, endpoint: str) -> Served:
-    served = await services.pipeline.run(inference, endpoint)
-    served.events = await streams.with_first(served.events)
-    return served
-
-
-async def _collect(events: AsyncIterator[Event]) -> tuple[str, str, list[ToolCall], Final]:
-    """The whole answer: its text, its thinking, its tool calls and the Final."""
-    text: list[str] = []
-    thinking: list[str] = []
-    calls: list[ToolCall] = []
-    final = Final()
-    async for event in events:
-        if isinstance(event, Delta):
-            text.append(event.text)
-            thinking.append(event.thinking)
-            calls.extend(event.tool_calls)
-        else:
-            final = event
-    return "".join(text), "".join(thinking), calls, final
 
 
 def _usage(final: Final) -> ow.Usage:
@@ -105,13 +81,14 @@ class ChatStream:
 async def chat_completions(request: Request, services: Services) -> Response[Any] | Stream:
     req = await body.read(request, ow.ChatCompletionRequest, services.settings.max_body_bytes)
     inference = oc.chat(req, client_address(request))
-    served = await _start(services, inference, "/v1/chat/completions")
+    served = await streams.start(services, inference, "/v1/chat/completions")
     if inference.stream:
         state = ChatStream(inference, _include_usage(req))
         return streams.sse(served.events, state.encode, _stream_error, served.headers)
-    text, thinking, calls, final = await _collect(served.events)
+    answer = await streams.collect(served.events)
+    text, calls, final = answer.text, answer.calls, answer.final
     message = ow.AssistantMessage(role="assistant", content=None if calls and not text else text,
-                                  reasoning=thinking or None, tool_calls=oc.tool_calls(calls) or None)
+                                  reasoning=answer.thinking or None, tool_calls=oc.tool_calls(calls) or None)
     choice = ow.ChatChoice(index=0, message=message,
                            finish_reason=oc.finish_reason(final.done_reason, calls))
     reply = ow.ChatCompletion(id=f"chatcmpl-{inference.request_id}", created=int(time.time()),
@@ -151,11 +128,12 @@ class CompletionStream:
 async def completions(request: Request, services: Services) -> Response[Any] | Stream:
     req = await body.read(request, ow.CompletionRequest, services.settings.max_body_bytes)
     inference = oc.completion(req, client_address(request))
-    served = await _start(services, inference, "/v1/completions")
+    served = await streams.start(services, inference, "/v1/completions")
     if inference.stream:
         state = CompletionStream(inference, _include_usage(req), bool(req.echo))
         return streams.sse(served.events, state.encode, _stream_error, served.headers)
-    text, _, _, final = await _collect(served.events)
+    answer = await streams.collect(served.events)
+    text, final = answer.text, answer.final
     if req.echo:
         text = inference.prompt + text
     choice = ow.CompletionChoice(index=0, text=text,
@@ -166,7 +144,7 @@ async def completions(request: Request, services: Services) -> Response[Any] | S
 
 
 def _model(name: str, modified_at: datetime | None) -> ow.Model:
-    return ow.Model(id=name, created=int((modified_at.timestamp() if modified_at else time.time())))
+    return ow.Model(id=name, created=int(modified_at.timestamp() if modified_at else time.time()))
 
 
 @get("/v1/models")

@@ -9,28 +9,66 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from litestar.response import Stream
 
 from localforge.errors import LocalForgeError
-from localforge.inference import Event
+from localforge.inference import Delta, Event, Final, Inference, ToolCall
+
+if TYPE_CHECKING:
+    from localforge.pipeline import Served
+    from localforge.server.services import Services
 
 log = logging.getLogger(__name__)
 NDJSON = "application/x-ndjson"
+T = TypeVar("T")
 
 
-async def with_first(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
-    """Pull the first event now (raising errors here), then yield it and the rest."""
-    first = await anext(events)
+async def with_first(items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Pull the first item now (raising errors here), then yield it and the rest."""
+    first = await anext(items)
 
-    async def chained() -> AsyncIterator[Event]:
+    async def chained() -> AsyncIterator[T]:
         yield first
-        async for event in events:
-            yield event
+        async for item in items:
+            yield item
 
     return chained()
+
+
+async def start(services: Services, inference: Inference, endpoint: str) -> Served:
+    """Send a request down the pipeline and wait for its first event."""
+    served = await services.pipeline.run(inference, endpoint)
+    served.events = await with_first(served.events)
+    return served
+
+
+@dataclass(slots=True)
+class Answer:
+    """A whole answer, for `stream: false`."""
+
+    text: str = ""
+    thinking: str = ""
+    calls: list[ToolCall] = field(default_factory=list)
+    final: Final = field(default_factory=Final)
+
+
+async def collect(events: AsyncIterator[Event]) -> Answer:
+    text: list[str] = []
+    thinking: list[str] = []
+    answer = Answer()
+    async for event in events:
+        if isinstance(event, Delta):
+            text.append(event.text)
+            thinking.append(event.thinking)
+            answer.calls.extend(event.tool_calls)
+        else:
+            answer.final = event
+    answer.text, answer.thinking = "".join(text), "".join(thinking)
+    return answer
 
 
 def error_message(exc: BaseException) -> str:
@@ -40,19 +78,18 @@ def error_message(exc: BaseException) -> str:
     return "internal error while generating; see the server log"
 
 
-async def _ndjson(events: AsyncIterator[Event], encode: Callable[[Event], Any]) -> AsyncIterator[bytes]:
+async def _ndjson(items: AsyncIterator[T], encode: Callable[[T], Any]) -> AsyncIterator[bytes]:
     try:
-        async for event in events:
-            chunk = encode(event)
+        async for item in items:
+            chunk = encode(item)
             if chunk is not None:
                 yield msgspec.json.encode(chunk) + b"\n"
     except Exception as exc:
         yield msgspec.json.encode({"error": error_message(exc)}) + b"\n"
 
 
-def ndjson(events: AsyncIterator[Event], encode: Callable[[Event], Any],
-           headers: dict[str, str]) -> Stream:
-    return Stream(_ndjson(events, encode), media_type=NDJSON, headers=headers)
+def ndjson(items: AsyncIterator[T], encode: Callable[[T], Any], headers: dict[str, str] | None = None) -> Stream:
+    return Stream(_ndjson(items, encode), media_type=NDJSON, headers=headers)
 
 
 async def _sse(events: AsyncIterator[Event], encode: Callable[[Event], list[Any]],
