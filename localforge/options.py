@@ -38,7 +38,7 @@ def _coerce(key: str, value: Any, types: tuple[type, ...]) -> Any:
         kind = "a list of strings" if types == (list,) else types[0].__name__
         kind = "a number" if types == _NUMBER else kind
         raise BadRequest(f"option \"{key}\" must be {kind}, got {type(value).__name__}")
-    if key == "stop" and not all(isinstance(s, str) for s in value):
+    if key == "stop" and not all(isinstance(s, str) for s in value):  # type: ignore[attr-defined]
         raise BadRequest("option \"stop\" must be a list of strings")
     return value
 

@@ -10,10 +10,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.to_thread
@@ -226,7 +226,8 @@ class LlamaCppBackend:
         sampling = self._sampling(loaded.card, request, loaded.card.source["template_stop"], loaded.n_ctx)
         sampling["max_tokens"] = min(sampling["max_tokens"], loaded.n_ctx - len(tokens))
         started = time.perf_counter_ns()
-        chunks: Iterator[Any] = llm.create_completion(tokens, stream=True, grammar=grammar, **sampling)
+        chunks = cast(Generator[Any, None, None],
+                      llm.create_completion(tokens, stream=True, grammar=grammar, **sampling))
         first_ns = 0
         finish = "stop"
         collected: list[str] = []

@@ -17,31 +17,31 @@ Migration = Callable[[sqlite_utils.Database], None]
 
 
 def m001_create_requests(db: sqlite_utils.Database) -> None:
-    db["requests"].create({
+    db.table("requests").create({
         "id": str, "created_at": str, "endpoint": str, "requested_model": str,
         "served_model": str, "backend": str, "status": str, "error": str, "done_reason": str,
         "prompt_tokens": int, "eval_tokens": int, "load_ns": int, "prompt_ns": int,
         "eval_ns": int, "total_ns": int, "client": str,
     }, pk="id")
-    db["requests"].create_index(["created_at"])
-    db["requests"].create_index(["served_model"])
+    db.table("requests").create_index(["created_at"])
+    db.table("requests").create_index(["served_model"])
 
 
 def m002_create_routes_and_outcomes(db: sqlite_utils.Database) -> None:
     # routes.id is the label of the request's vector in the hnswlib index, so it is an integer
     # key sqlite never renumbers; prompt is NULL when store_prompts is off (the hash stays)
-    db["routes"].create({
+    db.table("routes").create({
         "id": int, "request_id": str, "created_at": float, "preset": str, "chosen": str,
         "propensity": float, "explored": int, "reason": str, "candidates": str, "removed": str,
         "prompt_hash": str, "prompt": str, "tokens": int, "task": str, "sensitive": int,
         "profile": str, "embedding": bytes, "context": bytes,
     }, pk="id")
-    db["routes"].create_index(["request_id"], unique=True)
-    db["routes"].create_index(["prompt_hash", "created_at"])
-    db["outcomes"].create({
+    db.table("routes").create_index(["request_id"], unique=True)
+    db.table("routes").create_index(["prompt_hash", "created_at"])
+    db.table("outcomes").create({
         "id": int, "route_id": int, "model": str, "score": float, "kind": str, "created_at": float,
     }, pk="id", foreign_keys=[("route_id", "routes", "id")])
-    db["outcomes"].create_index(["route_id"])
+    db.table("outcomes").create_index(["route_id"])
 
 
 MIGRATIONS: list[Migration] = [m001_create_requests, m002_create_routes_and_outcomes]
@@ -49,17 +49,17 @@ MIGRATIONS: list[Migration] = [m001_create_requests, m002_create_routes_and_outc
 
 def migrate(db: sqlite_utils.Database, migrations: list[Migration] | None = None) -> list[str]:
     """Apply the migrations that have not run yet; return their names."""
-    table = db["_migrations"]
+    table = db.table("_migrations")
     if not table.exists():
-        db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
-    done = {row["name"] for row in db["_migrations"].rows}
+        db.table("_migrations").create({"name": str, "applied_at": str}, pk="name")
+    done = {row["name"] for row in db.table("_migrations").rows}
     applied = []
     for migration in migrations or MIGRATIONS:
         if migration.__name__ in done:
             continue
         with db.conn:
             migration(db)
-            db["_migrations"].insert({"name": migration.__name__,
+            db.table("_migrations").insert({"name": migration.__name__,
                                       "applied_at": datetime.now(UTC).isoformat()})
         applied.append(migration.__name__)
     return applied

@@ -50,7 +50,7 @@ class Recorder:
 
     def _write(self, row: dict[str, Any]) -> None:
         with self._lock, self.db.conn:
-            self.db["requests"].insert(row, replace=True)
+            self.db.table("requests").insert(row, replace=True)
 
     async def save(self, record: RequestRecord) -> dict[str, Any]:
         record.created_at = record.created_at or datetime.now(UTC).isoformat()

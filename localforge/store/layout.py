@@ -7,6 +7,7 @@ from a validated model name or digest, never from raw client text.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -126,7 +127,7 @@ class ModelStore:
             return self.blob_path(manifest.gguf)
         return Path(manifest.gguf)
 
-    def loose_files(self) -> list[Manifest]:
+    def loose_files(self) -> builtins.list[Manifest]:
         """Plain `*.gguf` files in the models directory, each served under its file name."""
         if not self.root.is_dir():
             return []
