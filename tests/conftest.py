@@ -60,11 +60,11 @@ def start_server(tmp: Path, models_dir: Path, config_text: str = "", env: dict[s
     config = tmp / "localforge.toml"
     config.write_text("demo_models = false\n" + config_text)
     log_path = tmp / "server.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localforge.cli", "serve", "--port", str(port), "--config", str(config),
-         "--data-dir", str(data_dir), "--models-dir", str(models_dir), "--log-level", "warning"],
-        stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
-        env={**os.environ, "OLLAMA_HOST": "", **(env or {})})
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "localforge.cli", "serve", "--port", str(port), "--config", str(config),
+             "--data-dir", str(data_dir), "--models-dir", str(models_dir), "--log-level", "warning"],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OLLAMA_HOST": "", **(env or {})})
     url = f"http://127.0.0.1:{port}"
     wait_until_up(url, process, log_path)
     return RunningServer(url, process, data_dir, models_dir, log_path)

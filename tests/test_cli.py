@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import ollama
-
 from conftest import RunningServer
 
 

@@ -6,7 +6,6 @@ import sqlite3
 import time
 
 import httpx
-
 from conftest import RunningServer
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import ollama
-
 from conftest import start_server
 
 

@@ -20,7 +20,8 @@ def test_go_template_renders_system_and_messages() -> None:
 
 def test_go_template_if_else_eq_and_trim() -> None:
     text = '{{ range .Messages }}{{ if eq .Role "user" }}Q: {{ else }}A: {{ end }}{{ .Content }}\n{{- end }}'
-    out = gotemplate.render(text, {"Messages": [{"Role": "user", "Content": "x"}, {"Role": "assistant", "Content": "y"}]})
+    messages = [{"Role": "user", "Content": "x"}, {"Role": "assistant", "Content": "y"}]
+    out = gotemplate.render(text, {"Messages": messages})
     assert out == "Q: xA: y"
     assert gotemplate.render("{{ if .Suffix }}S{{ else if .Prompt }}P{{ else }}N{{ end }}",
                              {"Suffix": "", "Prompt": "p"}) == "P"
