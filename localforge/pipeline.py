@@ -17,7 +17,7 @@ import anyio
 import pluggy
 
 from localforge.errors import LocalForgeError
-from localforge.inference import Delta, Embedding, Event, Final, Inference
+from localforge.inference import Embedding, Event, Final, Inference
 from localforge.memory.records import Recorder, RequestRecord
 from localforge.plugins import call_all
 from localforge.route.auto import Routed, Routing, preset_of
@@ -167,7 +167,3 @@ class Pipeline:
             self.scheduler.meter.served(record.served_model, record.total_ns / 1e9,
                                         record.eval_tokens, record.eval_ns / 1e9)
         await call_all(self.pm.hook.request_complete(record=row))
-
-
-def collect_text(events: list[Event]) -> str:
-    return "".join(e.text for e in events if isinstance(e, Delta))
