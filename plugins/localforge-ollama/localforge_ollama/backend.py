@@ -2,7 +2,7 @@
 
 Models are discovered from each upstream's /api/tags, with the /api/show details fetched once per
 model digest. Upstreams offering a model under the same name form a fleet for it (see
-`localforge_openai.fleet`): one Ollama per GPU behind one LocalForge.
+`localforge.backends.fleet`): one Ollama per GPU behind one LocalForge.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from localforge_openai.config import guess_locality
-from localforge_openai.fleet import Endpoint, Fleet, describe
 
 from localforge import names
 from localforge.backends.base import ModelCard, ModelDetails, Residency
+from localforge.backends.fleet import Endpoint, Fleet, describe, guess_locality
 from localforge.errors import BackendFailed, LocalForgeError
 from localforge.inference import Embedding, Event, Inference
 from localforge_ollama import native

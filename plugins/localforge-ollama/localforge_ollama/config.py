@@ -15,8 +15,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
-from localforge_openai.fleet import FleetSettings
 
+from localforge.backends.fleet import FleetSettings
 from localforge.errors import BadRequest
 
 

@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from localforge_openai.fleet import BrokenAnswer
 
+from localforge.backends.fleet import BrokenAnswer
 from localforge.durations import FOREVER
 from localforge.errors import BackendFailed
 from localforge.inference import Delta, Event, Final, Inference, Message, ToolCall, new_call_id

@@ -19,11 +19,11 @@ import httpx
 
 from localforge import names
 from localforge.backends.base import ModelCard, ModelDetails, Residency
+from localforge.backends.fleet import Endpoint, Fleet, describe, guess_locality
 from localforge.errors import BackendFailed, LocalForgeError
 from localforge.inference import Embedding, Event, Inference
 from localforge_openai import from_openai, to_openai
-from localforge_openai.config import EndpointConfig, OpenAIConfig, guess_locality
-from localforge_openai.fleet import Endpoint, Fleet, describe
+from localforge_openai.config import EndpointConfig, OpenAIConfig
 
 log = logging.getLogger(__name__)
 BACKEND = "openai"

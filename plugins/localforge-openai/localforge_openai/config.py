@@ -13,14 +13,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import msgspec
 
+from localforge.backends.fleet import FleetSettings
 from localforge.errors import BadRequest
-from localforge_openai.fleet import FleetSettings
 
 Locality = Literal["local", "remote"]
 
@@ -55,15 +53,3 @@ def parse(section: dict[str, Any]) -> OpenAIConfig:
     if len(set(names)) != len(names):
         raise BadRequest("invalid [openai] configuration: endpoint names must be unique")
     return config
-
-
-def guess_locality(base_url: str) -> Locality:
-    """Loopback, private and link-local addresses are this machine or the LAN."""
-    host = urlsplit(base_url).hostname or ""
-    if host in ("localhost",) or host.endswith((".local", ".lan", ".internal")):
-        return "local"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return "remote"
-    return "local" if address.is_private or address.is_loopback or address.is_link_local else "remote"

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
+from localforge.backends.fleet import BrokenAnswer
 from localforge.errors import BackendFailed
 from localforge.inference import Delta, Embedding, Event, Final, ToolCall, new_call_id
-from localforge_openai.fleet import BrokenAnswer
 
 
 @dataclass(slots=True)

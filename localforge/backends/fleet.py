@@ -13,6 +13,7 @@ Both first-party network backends (OpenAI-compatible and upstream Ollama) use th
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import anyio
 import httpx
 import msgspec
 
+from localforge.backends.base import Locality
 from localforge.errors import BackendFailed, BadRequest, LocalForgeError, NotFound, ServerBusy, Unavailable
 
 log = logging.getLogger(__name__)
@@ -266,3 +268,15 @@ def client_error(endpoint: Endpoint, status: int, message: str) -> LocalForgeErr
     if status == 404:
         return NotFound(f"{endpoint.label}: {message}")
     return BadRequest(f"{endpoint.label} rejected the request (HTTP {status}): {message}")
+
+
+def guess_locality(base_url: str) -> Locality:
+    """Loopback, private and link-local addresses are this machine or the LAN."""
+    host = urlsplit(base_url).hostname or ""
+    if host in ("localhost",) or host.endswith((".local", ".lan", ".internal")):
+        return "local"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "remote"
+    return "local" if address.is_private or address.is_loopback or address.is_link_local else "remote"
