@@ -8,6 +8,7 @@ without touching the controllers.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,12 +16,15 @@ from typing import Any
 
 import anyio
 import pluggy
+from anyio.abc import TaskGroup
 
 from localforge.errors import LocalForgeError
-from localforge.inference import Embedding, Event, Final, Inference
+from localforge.inference import Delta, Embedding, Event, Final, Inference
 from localforge.memory.records import Recorder, RequestRecord
 from localforge.plugins import call_all
+from localforge.route import judge
 from localforge.route.auto import Routed, Routing, preset_of
+from localforge.route.judge import Evaluator
 from localforge.route.registry import Entry, Registry
 from localforge.schedule.scheduler import Scheduler
 
@@ -44,6 +48,8 @@ class Pipeline:
         self.recorder = recorder
         self.pm = pm
         self.routing: Routing | None = None  # the `auto` model; set by the app factory
+        self.evaluators: list[Evaluator] = []  # graders of a sample of routed answers
+        self.background: TaskGroup | None = None  # where they run, after the answer is sent
 
     async def route(self, request: Inference) -> Entry:
         return await self.registry.resolve(request.model)
@@ -80,12 +86,16 @@ class Pipeline:
             entry = routed.entries[model]
             record.served_model, record.backend = entry.card.name, entry.backend.name
             started = False
+            answer: list[str] = []
             try:
                 async for event in self._serve(entry, request, record):
                     started = True
-                    if isinstance(event, Final) and event.done_reason == "length":
+                    if isinstance(event, Delta):
+                        answer.append(event.text)
+                    elif event.done_reason == "length":
                         await self.routing.signal(request.request_id, model, "length")
                     yield event
+                self._evaluate_later(request, model, "".join(answer))
                 return
             except anyio.get_cancelled_exc_class():
                 raise
@@ -99,6 +109,19 @@ class Pipeline:
                 record.status, record.error = "ok", ""
                 headers["X-LocalForge-Model"] = following
                 headers["X-LocalForge-Route"] = f"fallback: {model} failed; {routed.reason}"
+
+    def _evaluate_later(self, request: Inference, model: str, answer: str) -> None:
+        """Hand a sample of answers to the evaluators (the judge), in the background."""
+        if self.background is None or not answer:
+            return
+        for evaluator in self.evaluators:
+            if random.random() < evaluator.sample:
+                self.background.start_soon(self._evaluate, evaluator, request, model, answer)
+
+    async def _evaluate(self, evaluator: Evaluator, request: Inference, model: str, answer: str) -> None:
+        score = await judge.grade(evaluator, request, answer, self)
+        if score is not None and self.routing is not None:
+            await self.routing.judged(request.request_id, model, score, evaluator.name)
 
     async def _serve(self, entry: Entry, request: Inference, record: RequestRecord) -> AsyncIterator[Event]:
         started = time.perf_counter_ns()

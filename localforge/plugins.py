@@ -15,6 +15,7 @@ ENTRY_POINT_GROUP = "localforge"
 DEFAULT_PLUGINS = (
     "localforge.backends.llamacpp_plugin",
     "localforge.profile.plugin",
+    "localforge.route.judge",
 )
 
 T = TypeVar("T")

@@ -191,6 +191,10 @@ class Routing:
         """An implicit outcome: "error" (failed or timed out), "length" (cut off), "repeat"."""
         await anyio.to_thread.run_sync(self._signal, request_id, model, kind)
 
+    async def judged(self, request_id: str, model: str, score: float, evaluator: str) -> None:
+        """An evaluator's grade of an answer (0..1), learned like feedback."""
+        await anyio.to_thread.run_sync(self._learn, request_id, model, score, evaluator, 1.0)
+
     def is_routed(self, request_id: str) -> bool:
         return self.memory.route_id(request_id) is not None
 

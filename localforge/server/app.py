@@ -55,6 +55,7 @@ def build_services(settings: Settings, pm: pluggy.PluginManager) -> Services:
     scheduler = Scheduler.from_settings(settings)
     pipeline = Pipeline(registry, scheduler, Recorder(db), pm)
     pipeline.routing = auto.build(settings, pm, db, registry, scheduler)
+    pipeline.evaluators = plugins.collect(pm.hook.register_evaluators, lambda e: e.name, settings=settings)
     return Services(settings, pm, db, store, registry, scheduler, pipeline)
 
 
@@ -69,6 +70,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
         await plugins.call_all(manager.hook.startup(state=app.state))
         async with anyio.create_task_group() as tg:
             tg.start_soon(services.scheduler.run)
+            services.pipeline.background = tg  # evaluators grade answers after they are sent
             try:
                 yield
             finally:
