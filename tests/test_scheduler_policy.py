@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from localforge.errors import ServerBusy, Unavailable
@@ -89,12 +89,14 @@ def test_a_full_queue_and_a_model_too_big_are_refused() -> None:
 
 @st.composite
 def traces(draw: st.DrawFn) -> tuple[list[Arrival], int, int]:
-    """Random traces light enough that the bound can be kept: at most one request every 4 s
-    on average, loads up to 3 s and generations up to 1.5 s, one or two models in memory."""
+    """Random traces light enough that the bound can be kept: bursts are allowed, but the work
+    (generation) fills at most half the trace's span, loads take up to 3 s and generations up to
+    1.5 s, one or two models in memory. On an overloaded machine no policy can bound waits."""
     n = draw(st.integers(1, 40))
     gaps = draw(st.lists(st.floats(0.0, 8.0), min_size=n, max_size=n))
     models = draw(st.lists(st.sampled_from("abc"), min_size=n, max_size=n))
     services = draw(st.lists(st.floats(0.05, 1.5), min_size=n, max_size=n))
+    assume(sum(services) <= 0.5 * max(sum(gaps), 1.0))
     at, trace = 0.0, []
     for gap, model, service in zip(gaps, models, services, strict=True):
         at += gap

@@ -163,6 +163,12 @@ class Core:
                                else ticket.keep_alive_s)
         if config.in_flight == 0:
             config.expires_at = now + config.keep_alive_s
+        if config.keep_alive_s == 0:
+            # Ollama has one runner per model: keep_alive 0 unloads the model, so its other
+            # resident configurations (another num_ctx, the embedding copy) go too once idle
+            for sibling in self.configs.values():
+                if sibling.model == config.model and sibling is not config:
+                    self.expire(sibling.key, now)
         return served
 
     def loaded(self, key: str, now: float, measured_bytes: int | None, load_s: float) -> None:

@@ -143,7 +143,9 @@ class Forge(Core):
     def _releasable(self, config: Config, target: Config, now: float) -> bool:
         """May an idle model with no queue give way to `target` without urgency? (ski rental)"""
         linger = config.load_s / max(1, len(target.queue))
-        return now - config.last_used >= linger
+        # the same sum as the wake-up time in `wake_times`, with slack for rounding: woken at
+        # exactly that moment, `now - last_used` can come out a hair short and the swap never happens
+        return now + 1e-9 >= config.last_used + linger
 
     def _victims(self, target: Config, now: float, urgent: bool) -> list[Config]:
         """Resident models to evict so `target` fits (least recently used first), or []."""
