@@ -59,6 +59,24 @@ def test_exploration_is_bounded_and_logged_with_its_propensity(tmp_path: Path) -
         assert d.propensity == pytest.approx(expected)
 
 
+
+def test_a_warmup_explores_uniformly_then_exploration_decays(tmp_path: Path) -> None:
+    r = router(tmp_path, exploration=0.01, exploration_start=1.0, exploration_warmup=40,
+               exploration_halflife=5)
+    chosen = []
+    for i in range(40):  # the warm-up: every call a uniform draw, logged with propensity 1/2
+        p = profile("coding", i)
+        d, context = r.decide(p, [CHEAP, DEAR], f"w{i}", "best")
+        assert d.explored and d.exploration == pytest.approx(1.0)
+        assert d.propensity == pytest.approx(0.5)
+        chosen.append(d.chosen)
+        r.learn(r.remember(d, p, context), d.chosen, 1.0, "replay", context, 0.5)
+    assert 8 < chosen.count("cheap") < 32  # both models were tried, about evenly
+    assert r.exploration() == pytest.approx(1.0)  # the decay starts only after the warm-up
+    r.outcomes_seen += 95
+    assert r.exploration() == pytest.approx(0.01 + 0.99 * 5 / 100)
+
+
 def test_bad_outcomes_move_later_decisions(tmp_path: Path) -> None:
     r = router(tmp_path)
     for i in range(15):

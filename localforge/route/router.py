@@ -8,8 +8,8 @@ Expected quality of a model for a request is built in three layers, each correct
    candidates), weighted by similarity and by exponential decay with age, shrunk towards layer 2
    by a pseudo-count, so a few neighbours nudge the estimate and many neighbours decide it.
 
-Exploration is ε-greedy with ε decaying from `exploration_start` to the floor `exploration` as
-outcomes accumulate; the probability of the chosen model under this policy (its propensity) is
+Exploration is ε-greedy with ε held at `exploration_start` for a warm-up of
+`exploration_warmup` outcomes, then decaying to the floor `exploration` as outcomes accumulate; the probability of the chosen model under this policy (its propensity) is
 logged with the decision so a replay can evaluate other policies off-policy.
 """
 
@@ -81,8 +81,11 @@ class Router:
     def exploration(self) -> float:
         s = self.settings
         half = max(s.exploration_halflife, 1)
-        start = max(s.exploration_start, s.exploration)
-        return s.exploration + (start - s.exploration) * half / (half + self.outcomes_seen)
+        start = min(max(s.exploration_start, s.exploration), 1.0)
+        after_warmup = self.outcomes_seen - max(s.exploration_warmup, 0)
+        if after_warmup < 0:
+            return start
+        return s.exploration + (start - s.exploration) * half / (half + after_warmup)
 
     # -- scoring --------------------------------------------------------------------------------
 

@@ -65,6 +65,10 @@ class RouterSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     exploration: float = 0.01
     exploration_start: float = 0.5
     exploration_halflife: int = 200
+    # an early period of this many outcomes held at `exploration_start` before the decay begins:
+    # a new deployment spends it learning every model's strengths on its own traffic, where
+    # exploring at 1.0 gives each model an even, unbiased sample (0 = decay from the first call)
+    exploration_warmup: int = 0
     confidence_floor: float = 0.0  # evidence (effective outcomes) below which default_model serves
     neighbours: int = 40  # k of the k-NN memory
     memory_pseudocount: float = 10.0  # weighted neighbours it takes to outweigh the linear estimate
