@@ -34,7 +34,7 @@ from localforge.profile.profiler import Profiling
 from localforge.route import policies
 from localforge.route.decision import Candidate, Decision
 from localforge.route.registry import Entry, Registry, routing_facts
-from localforge.route.router import Latency, Router
+from localforge.route.router import Residency, Router
 from localforge.route.settings import RouterSettings
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Routed:
 
 class Routing:
     def __init__(self, settings: RouterSettings, memory: Memory, profiling: Profiling,
-                 registry: Registry, latency: Latency | None = None, state_dir: Path | None = None,
+                 registry: Registry, latency: Residency | None = None, state_dir: Path | None = None,
                  scorers: list[Any] | None = None) -> None:
         self.settings = settings
         self.memory = memory
@@ -211,7 +211,7 @@ def explain(routed: Routed) -> dict[str, Any]:
 
 
 def build(settings: Settings, pm: pluggy.PluginManager, db: sqlite_utils.Database,
-          registry: Registry, latency: Latency | None = None) -> Routing | None:
+          registry: Registry, latency: Residency | None = None) -> Routing | None:
     """The `auto` model's routing, opened; None (and `auto` unavailable) without an embedder."""
     try:
         profiling = Profiling.from_plugins(pm, settings)

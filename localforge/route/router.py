@@ -9,8 +9,9 @@ Expected quality of a model for a request is built in three layers, each correct
    by a pseudo-count, so a few neighbours nudge the estimate and many neighbours decide it.
 
 Exploration is ε-greedy with ε held at `exploration_start` for a warm-up of
-`exploration_warmup` outcomes, then decaying to the floor `exploration` as outcomes accumulate; the probability of the chosen model under this policy (its propensity) is
-logged with the decision so a replay can evaluate other policies off-policy.
+`exploration_warmup` outcomes, then decaying to the floor `exploration` as outcomes accumulate;
+the probability of the chosen model under this policy (its propensity) is logged with the
+decision so a replay can evaluate other policies off-policy.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,9 +40,18 @@ log = logging.getLogger(__name__)
 REMOTE_OVERHEAD_S = 0.5  # network and queueing at a remote provider
 
 
+class Residency(Protocol):
+    """What the router asks the scheduler (localforge.schedule.scheduler.Scheduler answers)."""
+
+    def is_resident(self, name: str) -> bool: ...
+
+    def expected_load_s(self, card: Any) -> float: ...
+
+    def queue_depth(self, name: str) -> int: ...
+
+
 class Latency:
-    """What the router asks the scheduler (residency, load time, queue); these defaults stand in
-    where there is none, as in the replay."""
+    """The answers where there is no scheduler, as in the replay: everything resident, no queue."""
 
     def is_resident(self, name: str) -> bool:
         return True
@@ -55,7 +65,7 @@ class Latency:
 
 class Router:
     def __init__(self, settings: RouterSettings, memory: Memory, dimensions: int,
-                 scorers: list[Scorer] | None = None, latency: Latency | None = None,
+                 scorers: list[Scorer] | None = None, latency: Residency | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.memory = memory
