@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import load_file
@@ -84,22 +86,11 @@ class NumpyBert:
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """L2-normalised float32 rows; texts of similar length are batched together."""
-        encodings = self.tokenizer.encode_batch(texts) if len(texts) > 1 else [self.tokenizer.encode(texts[0])]
-        ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
-        out = np.zeros((len(texts), self.hidden), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            out[chunk] = self._forward([ids[i] for i in chunk])
-        return out
+        return encode_batched(self.tokenizer, texts, self.hidden, self._forward, batch_size)
 
     def _forward(self, batch: list[np.ndarray]) -> np.ndarray:
-        b, n = len(batch), max(len(x) for x in batch)
-        ids = np.zeros((b, n), dtype=np.int64)
-        mask = np.zeros((b, n), dtype=np.float32)
-        for i, x in enumerate(batch):
-            ids[i, :len(x)] = x
-            mask[i, :len(x)] = 1.0
+        ids, mask = pad(batch)
+        b, n = ids.shape
         x = layer_norm(self.word[ids] + self.position[:n] + self.token_type, *self.embed_norm, self.eps)
         heads, size = self.heads, self.hidden // self.heads
         # padded keys get a large negative score so that softmax gives them no weight
@@ -120,3 +111,27 @@ class NumpyBert:
         pooled = (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def pad(batch: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids padded to the longest row, and the mask of the real tokens."""
+    b, n = len(batch), max(len(x) for x in batch)
+    ids = np.zeros((b, n), dtype=np.int64)
+    mask = np.zeros((b, n), dtype=np.float32)
+    for i, x in enumerate(batch):
+        ids[i, :len(x)] = x
+        mask[i, :len(x)] = 1.0
+    return ids, mask
+
+
+def encode_batched(tokenizer: Any, texts: list[str], hidden: int,
+                   forward: Callable[[list[np.ndarray]], np.ndarray], batch_size: int) -> np.ndarray:
+    """Tokenise, sort by length so each batch pads little, and run `forward` batch by batch."""
+    encodings = tokenizer.encode_batch(texts) if len(texts) > 1 else [tokenizer.encode(texts[0])]
+    ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+    out = np.zeros((len(texts), hidden), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        out[chunk] = forward([ids[i] for i in chunk])
+    return out

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from localforge.profile import numpy_bert
 from localforge.profile.numpy_bert import NumpyBert
 
 OPSET = 17  # LayerNormalization is an ONNX op from 17 on
@@ -148,22 +149,11 @@ class OnnxBert:
         self.hidden = bert.hidden
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(texts) if len(texts) > 1 else [self.tokenizer.encode(texts[0])]
-        ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
-        out = np.zeros((len(texts), self.hidden), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            out[chunk] = self._forward([ids[i] for i in chunk])
-        return out
+        return numpy_bert.encode_batched(self.tokenizer, texts, self.hidden, self._forward, batch_size)
 
     def _forward(self, batch: list[np.ndarray]) -> np.ndarray:
-        b, n = len(batch), max(len(x) for x in batch)
-        ids = np.zeros((b, n), dtype=np.int64)
-        mask = np.zeros((b, n), dtype=np.float32)
-        for i, x in enumerate(batch):
-            ids[i, :len(x)] = x
-            mask[i, :len(x)] = 1.0
+        ids, mask = numpy_bert.pad(batch)
+        b, n = ids.shape
         key_bias = ((1.0 - mask) * -1e9).astype(np.float32)[:, None, None, :]
         result = self.session.run(["embedding"], {"input_ids": ids, "position_ids": np.arange(n, dtype=np.int64),
                                                   "mask": mask, "key_bias": key_bias})
