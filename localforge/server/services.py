@@ -26,11 +26,6 @@ class Services:
     scheduler: Scheduler
     pipeline: Pipeline
 
-    @property
-    def slots(self) -> Scheduler:
-        """The scheduler's former name; kept while controllers still say `services.slots`."""
-        return self.scheduler
-
 
 def provide_services(state: State) -> Services:
     return state.services  # type: ignore[no-any-return]
