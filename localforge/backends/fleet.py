@@ -75,6 +75,11 @@ class Endpoint:
                                 f"{self.api_key_env}")
         return key
 
+    def headers(self) -> dict[str, str]:
+        """The bearer header for this endpoint's key, read from the environment now; {} without one."""
+        key = self.api_key()
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
     def scrub(self, text: str) -> str:
         """Upstream error text may echo the key (some APIs quote it back); cut it out."""
         key = os.environ.get(self.api_key_env) if self.api_key_env else None

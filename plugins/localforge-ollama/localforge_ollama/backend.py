@@ -70,19 +70,15 @@ class OllamaBackend:
     def _endpoint(self, label: str) -> Endpoint:
         return self.fleet.members[label].endpoint
 
-    def _headers(self, endpoint: Endpoint) -> dict[str, str]:
-        key = endpoint.api_key()
-        return {"Authorization": f"Bearer {key}"} if key else {}
-
     def _probe(self, endpoint: Endpoint) -> httpx.Request:
         return self.client.build_request("GET", endpoint.base_url + "/api/version",
-                                         headers=self._headers(endpoint))
+                                         headers=endpoint.headers())
 
     # discovery and /api/ps run in worker threads (registry scan, ps), so plain httpx is fine
     def _get(self, endpoint: Endpoint, path: str, body: Any = None) -> Any:
         method = "POST" if body is not None else "GET"
         response = httpx.request(method, endpoint.base_url + path, json=body,
-                                 headers=self._headers(endpoint),
+                                 headers=endpoint.headers(),
                                  timeout=self.config.probe_timeout_s * 2)
         response.raise_for_status()
         return response.json()
@@ -150,7 +146,7 @@ class OllamaBackend:
 
     def _request(self, endpoint: Endpoint, path: str, body: dict[str, Any]) -> httpx.Request:
         return self.client.build_request("POST", endpoint.base_url + path, json=body,
-                                         headers=self._headers(endpoint), timeout=endpoint.timeout())
+                                         headers=endpoint.headers(), timeout=endpoint.timeout())
 
     async def infer(self, card: ModelCard, request: Inference) -> AsyncIterator[Event]:
         routes: dict[str, str] = card.source["routes"]

@@ -63,13 +63,9 @@ class OpenAIBackend:
                                     e.api_key_env, e.timeout_s))
         self._found: dict[str, Discovered] = {e.name: Discovered() for e in config.endpoints}
 
-    def _headers(self, endpoint: Endpoint) -> dict[str, str]:
-        key = endpoint.api_key()
-        return {"Authorization": f"Bearer {key}"} if key else {}
-
     def _probe(self, endpoint: Endpoint) -> httpx.Request:
         return self.client.build_request("GET", endpoint.base_url + "/models",
-                                         headers=self._headers(endpoint))
+                                         headers=endpoint.headers())
 
     # discovery: models() runs in a worker thread (the registry scans there), so plain httpx is fine
     def _discover(self, config: EndpointConfig) -> list[str]:
@@ -78,7 +74,7 @@ class OpenAIBackend:
             return found.ids
         endpoint = self.fleet.members[config.name].endpoint
         try:
-            response = httpx.get(endpoint.base_url + "/models", headers=self._headers(endpoint),
+            response = httpx.get(endpoint.base_url + "/models", headers=endpoint.headers(),
                                  timeout=self.config.probe_timeout_s * 2)
             response.raise_for_status()
             ids = [str(m["id"]) for m in response.json().get("data") or [] if m.get("id")]
@@ -139,7 +135,7 @@ class OpenAIBackend:
 
     def _request(self, endpoint: Endpoint, path: str, body: dict[str, Any]) -> httpx.Request:
         return self.client.build_request("POST", endpoint.base_url + path, json=body,
-                                         headers=self._headers(endpoint),
+                                         headers=endpoint.headers(),
                                          timeout=endpoint.timeout())
 
     async def infer(self, card: ModelCard, request: Inference) -> AsyncIterator[Event]:
