@@ -54,6 +54,11 @@ class Settings(msgspec.Struct, kw_only=True):
     max_body_bytes: int = 64 * 1024 * 1024
     default_num_ctx: int = 4096
     n_threads: int | None = None
+    # runner processes: "auto" turns llama.cpp's extra buffer types off for a model whose runner
+    # crashed on its first decode (the AMX fault); "on" always, "off" never. A model that crashes
+    # 3 times in 5 minutes is refused for runner_cooldown_s after its last crash.
+    safe_mode: Literal["auto", "on", "off"] = "auto"
+    runner_cooldown_s: float = 60.0
     demo_models: bool = True
     origins: list[str] = []
     hf_endpoint: str = "https://huggingface.co"
@@ -82,7 +87,8 @@ class Settings(msgspec.Struct, kw_only=True):
 _KNOWN = set(Settings.__struct_fields__) - {"plugins"}
 _ENV_FIELDS = ("host", "port", "data_dir", "models_dir", "keep_alive", "parallel", "max_queue",
                "vram_budget", "ram_budget", "starvation_s", "min_resident_s", "schedule_policy",
-               "max_body_bytes", "default_num_ctx", "n_threads", "demo_models", "hf_endpoint")
+               "max_body_bytes", "default_num_ctx", "n_threads", "safe_mode", "runner_cooldown_s", "demo_models",
+               "hf_endpoint")
 
 
 def parse_ollama_host(value: str) -> tuple[str, int]:

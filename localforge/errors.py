@@ -64,3 +64,10 @@ class BackendFailed(LocalForgeError):
     """The backend failed while serving; the message names the backend, never a secret."""
 
     status = 502
+
+
+class RunnerCrashed(BackendFailed):
+    """A runner process died (a native fault, the OOM killer, a signal): Ollama's
+    `500 llama runner process has terminated`. The model is a fault; the server is not."""
+
+    status = 500

@@ -18,7 +18,7 @@ import anyio
 import pluggy
 from anyio.abc import TaskGroup
 
-from localforge.errors import LocalForgeError
+from localforge.errors import LocalForgeError, RunnerCrashed
 from localforge.inference import Delta, Embedding, Event, Final, Inference
 from localforge.memory.records import Recorder, RequestRecord
 from localforge.plugins import call_all
@@ -131,16 +131,25 @@ class Pipeline:
                 await self.scheduler.unload(entry)
                 yield Final(done_reason="unload")
                 return
-            async with self.scheduler.slot(entry, request.options, request.keep_alive) as grant:
-                if request.is_load_only:  # the scheduler loaded it to grant the slot
-                    yield Final(done_reason="load", load_ns=grant.load_ns)
-                    return
-                async for event in entry.backend.infer(entry.card, request):
-                    if isinstance(event, Final):
-                        event.total_ns = time.perf_counter_ns() - started
-                        event.load_ns = event.load_ns or grant.load_ns
-                        final = event
-                    yield event
+            for attempt in (1, 2):
+                answered = False
+                try:
+                    async with self.scheduler.slot(entry, request.options, request.keep_alive) as grant:
+                        if request.is_load_only:  # the scheduler loaded it to grant the slot
+                            yield Final(done_reason="load", load_ns=grant.load_ns)
+                            return
+                        async for event in entry.backend.infer(entry.card, request):
+                            answered = True
+                            if isinstance(event, Final):
+                                event.total_ns = time.perf_counter_ns() - started
+                                event.load_ns = event.load_ns or grant.load_ns
+                                final = event
+                            yield event
+                    break
+                except RunnerCrashed as exc:
+                    if answered or attempt == 2:
+                        raise
+                    log.warning("%s; retrying on a fresh runner", exc.message)
         except LocalForgeError as exc:
             await self._record_error(record, exc)
             raise
@@ -165,16 +174,29 @@ class Pipeline:
         try:
             entry = await self.route(request)
             record.served_model, record.backend = entry.card.name, entry.backend.name
-            async with self.scheduler.slot(entry, request.options, request.keep_alive,
-                                           embedding=True) as grant:
-                result = await entry.backend.embed(entry.card, texts, request.options, truncate)
-            result.load_ns = result.load_ns or grant.load_ns
+            result = await self._embed_once_more(entry, request, texts, truncate)
         except LocalForgeError as exc:
             await self._record_error(record, exc)
             raise
         record.prompt_tokens, record.load_ns = result.prompt_tokens, result.load_ns
         await self._save(record, started)
         return entry, result
+
+    async def _embed_once_more(self, entry: Entry, request: Inference, texts: list[str],
+                               truncate: bool) -> Embedding:
+        """Embed; a runner that crashes is replaced once."""
+        for attempt in (1, 2):
+            try:
+                async with self.scheduler.slot(entry, request.options, request.keep_alive,
+                                               embedding=True) as grant:
+                    result = await entry.backend.embed(entry.card, texts, request.options, truncate)
+                result.load_ns = result.load_ns or grant.load_ns
+                return result
+            except RunnerCrashed as exc:
+                if attempt == 2:
+                    raise
+                log.warning("%s; retrying on a fresh runner", exc.message)
+        raise AssertionError("unreachable")
 
     async def _record_error(self, record: RequestRecord, exc: BaseException) -> None:
         record.status = "error"

@@ -1,47 +1,51 @@
-"""The built-in backend: GGUF models in-process through llama-cpp-python.
+"""The built-in backend: GGUF models through llama-cpp-python, each resident configuration in a
+runner process of its own (`localforge.runner`).
 
-Blocking llama.cpp calls run in worker threads; a streamed answer pulls one token per thread call,
-so when the client goes away the generation stops after at most one more token.
+The server renders prompts and keeps the books; runners load and decode. A runner that dies is a
+`RunnerCrashed` error for the requests it held, and the model is simply no longer resident: the
+next request loads it again. A runner that dies on its very first decode is restarted with
+llama.cpp's extra buffer types off (safe mode: the AMX repacking path segfaults on some Xeons),
+and the model stays in safe mode. A model whose runner crashes `CRASH_LIMIT` times in
+`CRASH_WINDOW_S` is refused until `runner_cooldown_s` after its last crash.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Generator
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
-
-import anyio
-import anyio.to_thread
-from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama, LlamaGrammar
-from llama_cpp.llama_grammar import JSON_GBNF
+from typing import Any
 
 from localforge import names
 from localforge import options as opts
 from localforge.backends import cards, gguf_info, prompts
 from localforge.backends.base import ModelCard, Residency
 from localforge.config import Settings
-from localforge.errors import BackendFailed, BadRequest, LocalForgeError, Unsupported
+from localforge.errors import BadRequest, LocalForgeError, Unavailable, Unsupported
 from localforge.inference import Delta, Embedding, Event, Final, Inference
+from localforge.runner.client import Runner
+from localforge.runner.protocol import Done, Infer, Load, Piece
 from localforge.store import demo
 from localforge.store.layout import Manifest, ModelStore
 
 log = logging.getLogger(__name__)
+LLAMA_POOLING_TYPE_MEAN = 1  # llama.h; the server never imports llama_cpp itself
+CRASH_LIMIT = 3
+CRASH_WINDOW_S = 300.0
 
 
 @dataclass(slots=True)
 class Loaded:
-    llm: Llama
+    runner: Runner
     card: ModelCard
     key: tuple[Any, ...]
     n_ctx: int
     embedding: bool
-    # a Semaphore, not a Lock: a stream may be started in one task and finished in another
-    lock: anyio.Semaphore = field(default_factory=lambda: anyio.Semaphore(1))
+    base_rss: int  # the runner's memory before the model: the interpreter and llama.cpp
 
 
 class LlamaCppBackend:
@@ -52,6 +56,8 @@ class LlamaCppBackend:
         self.store = ModelStore(settings.models_path)
         self._loaded: dict[tuple[Any, ...], Loaded] = {}
         self._demo: list[Manifest] | None = None
+        self._crashes: dict[str, deque[float]] = {}  # model -> monotonic times of its crashes
+        self._safe_paths: set[str] = set()  # GGUF files that crashed on their first decode
 
     # discovery
     def _manifests(self) -> list[Manifest]:
@@ -77,6 +83,7 @@ class LlamaCppBackend:
             except (OSError, LocalForgeError) as exc:
                 log.warning("skipping model %s: %s", manifest.model, exc)
                 continue
+            card.model_info["localforge.safe_mode"] = self._safe_mode(card)
             found.setdefault(card.name.lower(), card)
         return list(found.values())
 
@@ -101,19 +108,54 @@ class LlamaCppBackend:
     def _key(self, card: ModelCard, options: dict[str, Any], embedding: bool) -> tuple[Any, ...]:
         return (card.name.lower(), card.source["path"], embedding, opts.load_key(options))
 
+    def _safe_mode(self, card: ModelCard) -> bool:
+        if self.settings.safe_mode != "auto":
+            return self.settings.safe_mode == "on"
+        return card.source.get("path") in self._safe_paths
+
+    def _refuse_if_crashing(self, card: ModelCard) -> None:
+        crashes = self._crashes.get(card.name.lower())
+        now = time.monotonic()
+        while crashes and now - crashes[0] > CRASH_WINDOW_S:
+            crashes.popleft()
+        if crashes and len(crashes) >= CRASH_LIMIT:
+            wait = crashes[-1] + self.settings.runner_cooldown_s - now
+            if wait > 0:
+                raise Unavailable(f"model '{card.name}' crashed {len(crashes)} times in "
+                                  f"{CRASH_WINDOW_S / 60:.0f} minutes; it is refused for "
+                                  f"{wait:.0f} s more (see the server log for the cause)")
+
     async def _ensure(self, card: ModelCard, options: dict[str, Any], embedding: bool = False) -> tuple[Loaded, int]:
         key = self._key(card, options, embedding)
         if key in self._loaded:
             return self._loaded[key], 0
+        self._refuse_if_crashing(card)
         params = self._load_params(card, options, embedding)
+        safe = self._safe_mode(card)
         started = time.perf_counter_ns()
-        try:
-            llm = await anyio.to_thread.run_sync(lambda: Llama(**params))
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise BackendFailed(f"llama.cpp could not load model '{card.name}': {exc}") from exc
-        loaded = Loaded(llm, card, key, params["n_ctx"], embedding)
+        runner = await Runner.start(card.name, Load(params, safe_mode=safe),
+                                    on_exit=lambda r: self._runner_ended(key, r))
+        if safe:
+            log.info("%s runs in safe mode: llama.cpp's extra buffer types are off", card.name)
+        loaded = Loaded(runner, card, key, params["n_ctx"], embedding,
+                        base_rss=runner.loaded.result().base_rss)
         self._loaded[key] = loaded
         return loaded, time.perf_counter_ns() - started
+
+    def _runner_ended(self, key: tuple[Any, ...], runner: Runner) -> None:
+        loaded = self._loaded.get(key)
+        if loaded is not None and loaded.runner is runner:
+            del self._loaded[key]
+        if runner.stopping:
+            return
+        self._crashes.setdefault(key[0], deque()).append(time.monotonic())
+        first_decode = runner.answers == 0 and runner.started_answers > 0
+        if first_decode and self.settings.safe_mode == "auto" and key[1] not in self._safe_paths:
+            self._safe_paths.add(key[1])
+            if loaded is not None:  # the registry's card: /api/show says so from now on
+                loaded.card.model_info["localforge.safe_mode"] = True
+            log.warning("%s crashed on its first decode; it is restarted in safe mode (llama.cpp's "
+                        "extra buffer types off) from now on", runner.label)
 
     async def load(self, card: ModelCard, options: dict[str, Any], embedding: bool | None = None) -> int:
         """`embedding` picks the embedding configuration of a chat model (the scheduler asks)."""
@@ -128,8 +170,21 @@ class LlamaCppBackend:
             if options is not None and key != self._key(card, options, bool(embedding)):
                 continue
             loaded = self._loaded.pop(key)
-            async with loaded.lock:
-                await anyio.to_thread.run_sync(loaded.llm.close)
+            await loaded.runner.stop()
+
+    def holds(self, card: ModelCard, options: dict[str, Any], embedding: bool = False) -> bool:
+        """Whether a live runner holds this configuration (the scheduler notices idle crashes)."""
+        return self._key(card, options, embedding) in self._loaded
+
+    def measured_bytes(self, card: ModelCard, options: dict[str, Any], embedding: bool = False) -> int | None:
+        """What loading this configuration took: its runner's memory beyond an empty runner's."""
+        loaded = self._loaded.get(self._key(card, options, embedding))
+        rss = loaded.runner.memory() if loaded else None
+        return None if rss is None or loaded is None else max(0, rss - loaded.base_rss)
+
+    def runner_pids(self) -> dict[str, int]:
+        return {loaded.card.name: pid for loaded in self._loaded.values()
+                if (pid := loaded.runner.pid) is not None}
 
     def footprint(self, card: ModelCard, options: dict[str, Any],
                   embedding: bool = False) -> tuple[int, int]:
@@ -165,19 +220,14 @@ class LlamaCppBackend:
             return prompts.render_chat(template, request, bos, eos)
         return prompts.render_generate(template, request, bos, eos)
 
-    def _grammar(self, request: Inference) -> LlamaGrammar | None:
+    @staticmethod
+    def _format(request: Inference) -> str | dict[str, Any] | None:
+        """What the runner's grammar enforces: the request's format, or a forced tool call."""
         schema: Any = request.format
         if request.tools and request.tool_choice not in (None, "auto", "none"):
             schema = prompts.tool_call_schema(request.tools, request.tool_choice)
-        if schema in (None, ""):
-            return None
-        try:
-            if schema == "json":
-                return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-            if isinstance(schema, dict):
-                return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-        except Exception as exc:  # llama-cpp-python's schema converter raises bare Exceptions
-            raise BadRequest(f"invalid format schema: {exc}") from exc
+        if schema in (None, "") or schema == "json" or isinstance(schema, dict):
+            return schema or None
         raise BadRequest("format must be \"json\" or a JSON schema object")
 
     def _sampling(self, card: ModelCard, request: Inference, stops: list[str], n_ctx: int) -> dict[str, Any]:
@@ -209,78 +259,42 @@ class LlamaCppBackend:
             raise Unsupported(f"{card.name} does not support tools")
         info = gguf_info.read(Path(card.source["path"]))
         text = self._prompt(card, request, info)
-        grammar = self._grammar(request)
+        schema = self._format(request)
         loaded, load_ns = await self._ensure(card, request.options)
-        async with loaded.lock:
-            async for event in self._stream(loaded, request, text, grammar, load_ns):
-                yield event
-
-    async def _stream(self, loaded: Loaded, request: Inference, text: str,
-                      grammar: LlamaGrammar | None, load_ns: int) -> AsyncIterator[Event]:
-        llm = loaded.llm
-        template_has_bos = bool(loaded.card.template) and "bos_token" in loaded.card.template
-        tokens = llm.tokenize(text.encode(), add_bos=not (request.raw or template_has_bos), special=True)
-        if len(tokens) >= loaded.n_ctx:
-            raise BadRequest(f"the prompt is {len(tokens)} tokens, more than the model's context "
-                             f"of {loaded.n_ctx} (set options.num_ctx)")
-        sampling = self._sampling(loaded.card, request, loaded.card.source["template_stop"], loaded.n_ctx)
-        sampling["max_tokens"] = min(sampling["max_tokens"], loaded.n_ctx - len(tokens))
-        started = time.perf_counter_ns()
-        chunks = cast(Generator[Any, None, None],
-                      llm.create_completion(tokens, stream=True, grammar=grammar, **sampling))
-        first_ns = 0
-        finish = "stop"
+        template_has_bos = bool(card.template) and "bos_token" in card.template
+        message = Infer(loaded.runner.next_id(), text, add_bos=not (request.raw or template_has_bos),
+                        sampling=self._sampling(card, request, card.source["template_stop"], loaded.n_ctx),
+                        format=schema, want_context=not (request.raw or request.kind == "chat"))
         collected: list[str] = []
         buffering = bool(request.tools)
-        try:
-            while True:
-                chunk = await anyio.to_thread.run_sync(next, chunks, None)
-                if chunk is None:
-                    break
-                choice = chunk["choices"][0]
-                first_ns = first_ns or time.perf_counter_ns()
-                piece = choice.get("text") or ""
-                finish = choice.get("finish_reason") or finish
-                collected.append(piece)
-                if buffering and _may_be_tool_call("".join(collected)):
-                    continue
-                if buffering:
-                    piece, buffering = "".join(collected), False
-                if piece:
-                    yield Delta(text=piece)
-        finally:
-            # shielded: on a client disconnect this runs inside a cancelled scope
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(chunks.close)
-        ended = time.perf_counter_ns()
-        answer = "".join(collected)
+        final: Done | None = None
+        async for event in loaded.runner.infer(message):
+            if not isinstance(event, Piece):
+                final = event
+                break
+            collected.append(event.text)
+            if buffering and _may_be_tool_call("".join(collected)):
+                continue
+            piece = event.text
+            if buffering:
+                piece, buffering = "".join(collected), False
+            if piece:
+                yield Delta(text=piece)
         if request.tools:
-            rest, calls = prompts.parse_tool_calls(answer, request.tools)
+            rest, calls = prompts.parse_tool_calls("".join(collected), request.tools)
             if buffering and (rest or calls):
                 yield Delta(text=rest, tool_calls=calls)
-        # llama.cpp evaluates every sampled token but the one that ended the answer by length
-        n_eval = max(0, llm.n_tokens - len(tokens) + (1 if finish == "length" else 0))
-        yield Final(
-            done_reason="length" if finish == "length" else "stop",
-            prompt_tokens=len(tokens), eval_tokens=n_eval, load_ns=load_ns,
-            prompt_ns=(first_ns or ended) - started, eval_ns=ended - (first_ns or ended),
-            context=None if request.raw or request.kind == "chat"
-            else [int(t) for t in llm.input_ids[: llm.n_tokens]],
-        )
+        assert final is not None  # the runner ends every answer with Done, or raises
+        yield Final(done_reason=final.done_reason, prompt_tokens=final.prompt_tokens,
+                    eval_tokens=final.eval_tokens, load_ns=load_ns, prompt_ns=final.prompt_ns,
+                    eval_ns=final.eval_ns, context=final.context)
 
     async def embed(self, card: ModelCard, texts: list[str], options: dict[str, Any],
                     truncate: bool = True) -> Embedding:
         loaded, load_ns = await self._ensure(card, options, embedding=True)
         started = time.perf_counter_ns()
-        async with loaded.lock:
-            counts = [len(loaded.llm.tokenize(t.encode(), add_bos=True)) for t in texts]
-            too_long = [n for n in counts if n > loaded.n_ctx]
-            if too_long and not truncate:
-                raise BadRequest(f"input length {too_long[0]} exceeds the context length {loaded.n_ctx}")
-            vectors = await anyio.to_thread.run_sync(
-                lambda: loaded.llm.embed(texts, normalize=False, truncate=True))
-        return Embedding(vectors=[list(map(float, v)) for v in vectors],
-                         prompt_tokens=sum(min(n, loaded.n_ctx) for n in counts), load_ns=load_ns,
+        result = await loaded.runner.embed(texts, truncate)
+        return Embedding(vectors=result.vectors, prompt_tokens=result.prompt_tokens, load_ns=load_ns,
                          total_ns=time.perf_counter_ns() - started + load_ns)
 
 

@@ -39,6 +39,7 @@ class Meter:
     loads: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     load_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     evictions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    crashes: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # runners that died
     rejected: int = 0
     canceled: int = 0
     requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))

@@ -32,7 +32,7 @@ from anyio.abc import TaskGroup
 from localforge import names
 from localforge.backends.base import ModelCard, Residency
 from localforge.config import Settings
-from localforge.errors import BackendFailed, Canceled, LocalForgeError, ServerBusy
+from localforge.errors import BackendFailed, Canceled, LocalForgeError, RunnerCrashed, ServerBusy
 from localforge.options import load_key
 from localforge.route.registry import Entry
 from localforge.schedule import budget as memory
@@ -148,6 +148,9 @@ class Scheduler:
         self.meter.waited(entry.card.name, waited)
         try:
             yield Grant(waited, self._load_ns.pop(ticket.id, 0))
+        except RunnerCrashed:
+            self._lost(key)
+            raise
         finally:
             self.policy.finish(ticket.id, self.clock())
             self._wake()
@@ -192,6 +195,26 @@ class Scheduler:
             for event in waits:
                 await event.wait()
 
+    def _lost(self, key: str) -> None:
+        """A configuration's runner died: it no longer holds memory, and the next request for it
+        loads it again."""
+        config = self.policy.config(key)
+        if config.state in ("ready", "loading"):
+            self.policy.unloaded(key)
+            self.meter.crashes[config.model] += 1
+            log.warning("%s is no longer resident: its runner died", key)
+
+    def _notice_lost(self) -> None:
+        """Find idle configurations whose backend no longer holds them (a runner that died
+        between requests)."""
+        for config in self.policy.configs.values():
+            if config.state != "ready" or config.in_flight:
+                continue
+            place = self._placements[config.key]
+            holds = getattr(place.entry.backend, "holds", None)
+            if callable(holds) and not holds(place.entry.card, place.options, place.embedding):
+                self._lost(config.key)
+
     # the background task
     def _wake(self) -> None:
         self._wakeup.set()
@@ -202,6 +225,7 @@ class Scheduler:
             while True:
                 self._wakeup = anyio.Event()
                 now = self.clock()
+                self._notice_lost()
                 self._execute(self.policy.decide(now), tg)
                 delay = min(self.policy.next_wake(now) - now, 1.0)
                 with anyio.move_on_after(max(delay, 0.001)):
@@ -243,13 +267,21 @@ class Scheduler:
             self._wake()
             return
         elapsed = time.perf_counter_ns() - started
-        size = memory.measured(before, self._memory_now(), config.footprint, self.budget.gpu)
+        size = memory.measured(*self._load_memory(place, before), config.footprint, self.budget.gpu)
         self.policy.loaded(key, self.clock(), size, elapsed / 1e9)
         self._fresh[key] = elapsed
         self.meter.loads[config.model] += 1
         self.meter.load_seconds[config.model] += elapsed / 1e9
         log.info("loaded %s in %.2f s (%s bytes)", key, elapsed / 1e9, size or config.footprint)
         self._wake()
+
+    def _load_memory(self, place: Placement, before: int | None) -> tuple[int | None, int | None]:
+        """(before, after) of what the load used: its runner's own figure when the backend
+        measures one (in RAM), else this process's or the GPU's memory around the load."""
+        runner_bytes = getattr(place.entry.backend, "measured_bytes", None)
+        if callable(runner_bytes) and not self.budget.gpu:
+            return 0, runner_bytes(place.entry.card, place.options, place.embedding)
+        return before, self._memory_now()
 
     def _memory_now(self) -> int | None:
         return memory.gpu_used_bytes() if self.budget.gpu else memory.process_rss_bytes()

@@ -61,6 +61,8 @@ def render(scheduler: Scheduler) -> str:
                  _by_model(meter.load_seconds)),
         *_family("localforge_evictions_total", "counter", "Models unloaded to make room.",
                  _by_model(meter.evictions)),
+        *_family("localforge_runner_crashes_total", "counter", "Runner processes that died.",
+                 _by_model(meter.crashes)),
         *_family("localforge_rejected_total", "counter", "Requests refused: the queue was full.",
                  [("", float(meter.rejected))]),
         *_family("localforge_canceled_total", "counter", "Requests that left the queue unserved.",

@@ -1,0 +1,145 @@
+"""A runner process: one model configuration, served over stdin/stdout until the server says stop.
+
+The protocol owns the original stdout; file descriptor 1 is pointed at stderr so that anything
+llama.cpp prints cannot corrupt a frame. A reader thread takes frames off stdin: a `Cancel` marks
+its request at once (the decode loop checks between tokens), everything else queues for the main
+thread. When stdin closes, the server is gone, and so is the runner.
+
+`LOCALFORGE_RUNNER_FAULT` provokes a real fault, for tests: `segv-first-decode` segfaults on the
+first decode unless extra buffer types are off (what llama.cpp's AMX path does), `segv-decode`
+on every decode, `exception-decode` raises an exception the runner does not handle. A suffix
+`@TEXT` limits it to models whose file name contains TEXT; several are separated by commas.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import sys
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+import psutil
+
+from localforge.runner.engine import Engine, RequestError, gpu_offload
+from localforge.runner.protocol import (
+    HEADER,
+    Cancel,
+    Embed,
+    Failed,
+    FromRunner,
+    Infer,
+    Load,
+    Loaded,
+    Stop,
+    ToRunner,
+    frame,
+    to_runner,
+)
+
+
+class InjectedFault(Exception):
+    """The test fault hook's unhandled exception."""
+
+
+class Fault:
+    def __init__(self, spec: str, model_path: str, safe_mode: bool) -> None:
+        self.kind = ""
+        for part in filter(None, spec.split(",")):
+            kind, _, where = part.strip().partition("@")
+            if where in Path(model_path).name:
+                self.kind = kind
+        self.safe_mode = safe_mode
+
+    def before_decode(self) -> None:
+        if self.kind == "segv-decode" or (self.kind == "segv-first-decode" and not self.safe_mode):
+            ctypes.string_at(0)  # a real SIGSEGV, as a native fault would be
+        if self.kind == "exception-decode":
+            raise InjectedFault("injected by LOCALFORGE_RUNNER_FAULT")
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    data = bytearray()
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
+def _read_frames(fd: int, inbox: queue.Queue[ToRunner], cancelled: set[int]) -> None:
+    while True:
+        header = _read_exactly(fd, HEADER.size)
+        body = header and _read_exactly(fd, HEADER.unpack(header)[0])
+        if body is None:
+            os._exit(0)  # the server went away: nothing is left to serve
+        message = to_runner.decode(body)
+        if isinstance(message, Cancel):
+            cancelled.add(message.id)
+        else:
+            inbox.put(message)
+
+
+class Outbox:
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+
+    def send(self, message: FromRunner) -> None:
+        self.out.write(frame(message))
+        self.out.flush()
+
+
+def answer(engine: Engine, request: Infer, fault: Fault, cancelled: set[int], outbox: Outbox) -> None:
+    for event in engine.infer(request, lambda: request.id in cancelled, fault.before_decode):
+        outbox.send(event)
+    cancelled.discard(request.id)
+
+
+def serve(engine: Engine, fault: Fault, inbox: queue.Queue[ToRunner], cancelled: set[int],
+          outbox: Outbox) -> None:
+    while True:
+        message = inbox.get()
+        if isinstance(message, Stop):
+            return
+        try:
+            if isinstance(message, Infer):
+                answer(engine, message, fault, cancelled, outbox)
+            elif isinstance(message, Embed):
+                fault.before_decode()
+                outbox.send(engine.embed(message.id, message.texts, message.truncate))
+        except RequestError as exc:
+            outbox.send(exc.failed(message.id))  # type: ignore[union-attr]
+        except (ValueError, RuntimeError) as exc:  # llama-cpp-python's own errors
+            outbox.send(Failed(message.id, "backend", f"llama.cpp: {exc}"))  # type: ignore[union-attr]
+
+
+def resident_bytes() -> int:
+    return int(psutil.Process().memory_info().rss)
+
+
+def main() -> None:
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    inbox: queue.Queue[ToRunner] = queue.Queue()
+    cancelled: set[int] = set()
+    threading.Thread(target=_read_frames, args=(sys.stdin.fileno(), inbox, cancelled), daemon=True).start()
+    outbox = Outbox(out)
+    load = inbox.get()
+    if not isinstance(load, Load):
+        raise SystemExit("the first message must be Load")
+    base_rss = resident_bytes()
+    try:
+        engine = Engine(load)
+    except RequestError as exc:
+        outbox.send(exc.failed(0))
+        return
+    outbox.send(Loaded(engine.n_ctx, engine.load_ns, gpu_offload(), base_rss))
+    fault = Fault(os.environ.get("LOCALFORGE_RUNNER_FAULT", ""), str(load.params.get("model_path")),
+                  load.safe_mode)
+    serve(engine, fault, inbox, cancelled, outbox)
+    engine.close()
+

@@ -1,0 +1,115 @@
+"""What the server and a runner process say to each other: msgspec messages in length-prefixed frames.
+
+Each frame is a 4-byte big-endian length and one msgpack-encoded message. The server sends `Load`
+once, then any number of `Infer`/`Embed`, `Cancel` for an answer it no longer wants, and `Stop`.
+The runner answers `Loaded` (or `Failed` with id 0), streams `Piece`s and then one `Done` for an
+answer, `Embedded` for an embedding, and `Failed` for a request it could not serve.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Literal
+
+import msgspec
+
+HEADER = struct.Struct(">I")
+MAX_FRAME = 1 << 30
+
+
+class Load(msgspec.Struct, tag=True):
+    params: dict[str, Any]  # llama_cpp.Llama's keyword arguments
+    safe_mode: bool = False  # llama.cpp's extra buffer types (weight repacking) off
+
+
+class Infer(msgspec.Struct, tag=True):
+    id: int
+    text: str
+    add_bos: bool
+    sampling: dict[str, Any]  # create_completion's keyword arguments, but the grammar
+    format: str | dict[str, Any] | None = None  # "json" or a JSON schema, compiled in the runner
+    want_context: bool = False
+
+
+class Embed(msgspec.Struct, tag=True):
+    id: int
+    texts: list[str]
+    truncate: bool = True
+
+
+class Cancel(msgspec.Struct, tag=True):
+    id: int
+
+
+class Stop(msgspec.Struct, tag=True):
+    pass
+
+
+class Loaded(msgspec.Struct, tag=True):
+    n_ctx: int
+    load_ns: int
+    gpu_offload: bool  # llama.cpp was built with GPU offload
+    base_rss: int  # the runner's resident bytes before it loaded the model
+
+
+class Piece(msgspec.Struct, tag=True):
+    id: int
+    text: str
+
+
+class Done(msgspec.Struct, tag=True):
+    id: int
+    done_reason: str
+    prompt_tokens: int
+    eval_tokens: int
+    prompt_ns: int
+    eval_ns: int
+    context: list[int] | None = None
+
+
+class Embedded(msgspec.Struct, tag=True):
+    id: int
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+FailureKind = Literal["bad_request", "unsupported", "backend"]
+
+
+class Failed(msgspec.Struct, tag=True):
+    id: int  # 0: the load
+    kind: FailureKind
+    message: str
+
+
+ToRunner = Load | Infer | Embed | Cancel | Stop
+FromRunner = Loaded | Piece | Done | Embedded | Failed
+
+_encoder = msgspec.msgpack.Encoder()
+to_runner = msgspec.msgpack.Decoder(ToRunner)  # type: ignore[arg-type]
+from_runner = msgspec.msgpack.Decoder(FromRunner)  # type: ignore[arg-type]
+
+
+def frame(message: ToRunner | FromRunner) -> bytes:
+    body = _encoder.encode(message)
+    return HEADER.pack(len(body)) + body
+
+
+class Frames:
+    """Splits a byte stream into frame bodies, however the bytes arrive."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        bodies = []
+        while len(self._buffer) >= HEADER.size:
+            (size,) = HEADER.unpack_from(self._buffer)
+            if size > MAX_FRAME:
+                raise ValueError(f"frame of {size} bytes")
+            if len(self._buffer) < HEADER.size + size:
+                break
+            bodies.append(bytes(self._buffer[HEADER.size:HEADER.size + size]))
+            del self._buffer[:HEADER.size + size]
+        return bodies

@@ -1,0 +1,192 @@
+"""Runner processes: a model that crashes is an error for its requests, never an outage.
+
+Real servers, real runner processes over tiny GGUF models, real signals. Faults that a test needs
+on cue come from the runner's own fault hook (`LOCALFORGE_RUNNER_FAULT`), which makes the runner
+segfault or raise for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import ollama
+import psutil
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import RunningServer, start_server, stop_server  # noqa: E402
+from tiny_gguf import write_tiny_llama  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("runner-models")
+    write_tiny_llama(folder / "steady.gguf", seed=21)
+    write_tiny_llama(folder / "crashy.gguf", seed=22)
+    write_tiny_llama(folder / "amx.gguf", seed=23)
+    write_tiny_llama(folder / "broken.gguf", seed=24)
+    # a large vocabulary makes the end-of-text token rare: a greedy answer runs to num_predict
+    write_tiny_llama(folder / "slow.gguf", n_embd=512, n_layers=4, seed=25, extra_vocab=8000)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory, models: Path) -> Iterator[RunningServer]:
+    """`crashy` segfaults on every decode, `amx` on its first decode unless in safe mode (as
+    llama.cpp's AMX path does), `broken` raises an exception the runner does not handle."""
+    server = start_server(tmp_path_factory.mktemp("faulty"), models, "parallel = 4\n", env={
+        "LOCALFORGE_RUNNER_FAULT": "segv-decode@crashy,segv-first-decode@amx,exception-decode@broken"})
+    yield server
+    stop_server(server)
+
+
+def runners(server: RunningServer) -> list[psutil.Process]:
+    return [p for p in psutil.Process(server.process.pid).children()
+            if "localforge.runner" in " ".join(p.cmdline())]
+
+
+def metric(server: RunningServer, name: str, model: str) -> float:
+    for line in httpx.get(server.url + "/metrics").text.splitlines():
+        if line.startswith(f'{name}{{model="{model}"}} '):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def chat(server: RunningServer, model: str, **options: object) -> httpx.Response:
+    return httpx.post(server.url + "/api/chat", timeout=120, json={
+        "model": model, "stream": False, "messages": [{"role": "user", "content": "hi"}],
+        "options": {"num_predict": 4, "temperature": 0, **options}})
+
+
+def test_a_crash_before_the_answer_is_retried_on_a_fresh_runner_then_reported(faulty: RunningServer) -> None:
+    answer = chat(faulty, "crashy")
+    assert answer.status_code == 500
+    error = answer.json()["error"]
+    assert "llama runner process has terminated: signal 11 (SIGSEGV)" in error
+    assert "crashy" in error
+    assert metric(faulty, "localforge_runner_crashes_total", "crashy:latest") == 2  # the retry crashed too
+    assert "retrying on a fresh runner" in faulty.log()
+    # the server is up, other models serve, and the crashed one is not resident
+    assert httpx.get(faulty.url + "/api/version").status_code == 200
+    assert chat(faulty, "steady").status_code == 200
+    assert "crashy" not in [m["name"] for m in httpx.get(faulty.url + "/api/ps").json()["models"]]
+
+
+def test_a_model_that_keeps_crashing_is_refused_for_a_cool_down(faulty: RunningServer) -> None:
+    for _ in range(3):
+        if chat(faulty, "crashy").status_code == 503:
+            break
+    refused = chat(faulty, "crashy")
+    assert refused.status_code == 503
+    assert "crashed 3 times in 5 minutes" in refused.json()["error"]
+    assert chat(faulty, "steady").status_code == 200
+
+
+def test_a_python_exception_in_the_runner_names_its_cause(faulty: RunningServer) -> None:
+    with pytest.raises(ollama.ResponseError) as failed:
+        ollama.Client(host=faulty.url).generate("broken", "hi", options={"num_predict": 2})
+    assert failed.value.status_code == 500
+    assert "exit status 1" in failed.value.error
+    assert "InjectedFault" in failed.value.error  # the last lines of the runner's stderr
+
+
+def test_a_first_decode_crash_heals_in_safe_mode(faulty: RunningServer) -> None:
+    client = ollama.Client(host=faulty.url)
+    assert client.show("amx").modelinfo["localforge.safe_mode"] is False
+    answer = client.chat("amx", [{"role": "user", "content": "hi"}], options={"num_predict": 3})
+    assert answer.done
+    assert client.show("amx").modelinfo["localforge.safe_mode"] is True
+    assert client.show("steady").modelinfo["localforge.safe_mode"] is False
+    assert "restarted in safe mode" in faulty.log()
+    assert metric(faulty, "localforge_runner_crashes_total", "amx:latest") == 1
+    # it stays in safe mode: later requests (and loads) no longer crash
+    client.generate("amx", keep_alive=0)
+    assert client.chat("amx", [{"role": "user", "content": "again"}], options={"num_predict": 3}).done
+    assert metric(faulty, "localforge_runner_crashes_total", "amx:latest") == 1
+
+
+def test_a_runner_that_dies_while_idle_gives_its_memory_back(faulty: RunningServer) -> None:
+    assert chat(faulty, "steady").status_code == 200
+    alive = runners(faulty)
+    assert alive
+    for process in alive:
+        process.kill()
+    psutil.wait_procs(alive, timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "localforge_memory_used_bytes 0\n" not in httpx.get(
+            faulty.url + "/metrics").text:
+        time.sleep(0.1)
+    assert "localforge_memory_used_bytes 0\n" in httpx.get(faulty.url + "/metrics").text
+    assert httpx.get(faulty.url + "/api/ps").json()["models"] == []
+    assert chat(faulty, "steady").status_code == 200
+
+
+@dataclass
+class Stream:
+    status: int = 0
+    lines: list[dict[str, object]] = field(default_factory=list)
+    error: str = ""
+
+
+def _stream(url: str, result: Stream) -> None:
+    body = {"model": "slow", "prompt": "the", "options": {"num_predict": 150, "temperature": 0}}
+    try:
+        with httpx.stream("POST", url + "/api/generate", json=body, timeout=120) as response:
+            result.status = response.status_code
+            for line in response.iter_lines():
+                if line:
+                    result.lines.append(json.loads(line))
+    except httpx.HTTPError as exc:
+        result.error = repr(exc)
+
+
+def test_sigkill_with_twenty_streams_in_flight(tmp_path: Path, models: Path) -> None:
+    server = start_server(tmp_path, models, "parallel = 4\n")
+    try:
+        up: list[int] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set():
+                up.append(httpx.get(server.url + "/api/version", timeout=5).status_code)
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        results = [Stream() for _ in range(20)]
+        threads = [threading.Thread(target=_stream, args=(server.url, r)) for r in results]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while not any(r.lines for r in results) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (runner,) = runners(server)
+        os.kill(runner.pid, signal.SIGKILL)
+        for thread in threads:
+            thread.join(120)
+        stop.set()
+        watcher.join()
+
+        assert not any(t.is_alive() for t in threads), "a request hung"
+        assert not [r.error for r in results if r.error], "a connection dropped"
+        served = [r for r in results if r.lines and r.lines[-1].get("done")]
+        failed = [r for r in results if r.lines and "error" in r.lines[-1]]
+        assert len(served) + len(failed) == 20
+        assert failed, "the answer that was streaming when its runner died ends with an error"
+        assert all("llama runner process has terminated: signal 9 (SIGKILL)" in str(r.lines[-1]["error"])
+                   for r in failed)
+        assert all(r.status == 200 for r in results)
+        assert len(served) >= 16  # queued requests and those that had not started are served
+        assert up and set(up) == {200}
+        assert ollama.Client(host=server.url).generate("slow", "the", options={"num_predict": 3}).done
+    finally:
+        stop_server(server)
