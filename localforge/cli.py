@@ -236,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     from localforge.bench import overhead as bench_overhead
 
     bench_overhead.add_parser(benchmarks)
+    from localforge.bench import runners as bench_runners
+
+    bench_runners.add_parser(benchmarks)
     return parser
 
 

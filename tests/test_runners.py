@@ -105,7 +105,7 @@ def test_a_first_decode_crash_heals_in_safe_mode(faulty: RunningServer) -> None:
     answer = client.chat("amx", [{"role": "user", "content": "hi"}], options={"num_predict": 3})
     assert answer.done
     assert client.show("amx").modelinfo["localforge.safe_mode"] is True
-    assert client.show("steady").modelinfo["localforge.safe_mode"] is False
+    assert client.show("slow").modelinfo["localforge.safe_mode"] is False  # only the one that crashed
     assert "restarted in safe mode" in faulty.log()
     assert metric(faulty, "localforge_runner_crashes_total", "amx:latest") == 1
     # it stays in safe mode: later requests (and loads) no longer crash
@@ -190,3 +190,19 @@ def test_sigkill_with_twenty_streams_in_flight(tmp_path: Path, models: Path) -> 
         assert ollama.Client(host=server.url).generate("slow", "the", options={"num_predict": 3}).done
     finally:
         stop_server(server)
+
+
+def test_memory_stays_flat_over_thirty_loads_and_unloads(tmp_path: Path, tiny_models: Path) -> None:
+    from conftest import smollm2_config
+
+    from localforge.bench.runners import MB, memory_cycles
+
+    server = start_server(tmp_path, tiny_models, smollm2_config())
+    try:
+        cycles = memory_cycles(server.url, "smollm2:135m", server.process.pid, 30)
+    finally:
+        stop_server(server)
+    assert all(c.runners_left == 0 for c in cycles), "an unload left its runner running"
+    assert all(c.loaded_runners > 100 * MB for c in cycles)  # the model really was resident each time
+    settled = cycles[4].unloaded_server  # the first loads warm the server's caches and pools
+    assert cycles[-1].unloaded_server - settled < 16 * MB, [round(c.unloaded_server / MB) for c in cycles]

@@ -21,6 +21,7 @@ import psutil
 
 from localforge.errors import BackendFailed, BadRequest, LocalForgeError, RunnerCrashed, Unsupported
 from localforge.runner.protocol import (
+    RUNNER_MODULE,
     Cancel,
     Done,
     Embed,
@@ -100,7 +101,7 @@ class Runner:
         runner = cls(label, on_exit)
         loop = asyncio.get_running_loop()
         transport, _ = await loop.subprocess_exec(
-            lambda: _Pipes(runner), sys.executable, "-m", "localforge.runner",
+            lambda: _Pipes(runner), sys.executable, "-m", RUNNER_MODULE,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={**os.environ, **(env or {})}, start_new_session=True)
         runner.transport = transport

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import msgspec
 
+RUNNER_MODULE = "localforge.runner"  # what the server runs: python -m localforge.runner
 HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 30
 

@@ -1,0 +1,62 @@
+"""Timing streamed answers the same way through LocalForge and through llama-cpp-python directly.
+
+A run records the time to its first piece of text and the times of every later piece; the decode
+rate is pieces per second between the first and the last one (each piece is one token).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+
+import httpx
+
+PROMPT = "What is the capital of France? Answer in one sentence."
+WARM_UP = 2
+
+
+@dataclass(slots=True)
+class Run:
+    ttft_s: float
+    tokens: int
+    decode_tps: float
+
+    @classmethod
+    def from_stamps(cls, started: float, stamps: list[float]) -> Run:
+        if not stamps:
+            return cls(0.0, 0, 0.0)
+        span = stamps[-1] - stamps[0]
+        return cls(stamps[0] - started, len(stamps), (len(stamps) - 1) / span if span > 0 else 0.0)
+
+
+def through_localforge(url: str, model: str, runs: int, num_predict: int) -> list[Run]:
+    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}],
+            "options": {"temperature": 0, "num_predict": num_predict}}
+    measured = []
+    with httpx.Client(timeout=120) as client:
+        for i in range(runs + WARM_UP):
+            started = time.perf_counter()
+            stamps = []
+            with client.stream("POST", url + "/api/chat", json=body) as response:
+                for line in response.iter_lines():
+                    if line and json.loads(line).get("message", {}).get("content"):
+                        stamps.append(time.perf_counter())
+            if i >= WARM_UP:
+                measured.append(Run.from_stamps(started, stamps))
+    return measured
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[int(p * (len(ordered) - 1))] if ordered else 0.0
+
+
+def summary(runs: list[Run]) -> dict[str, float]:
+    ttft = [r.ttft_s * 1000 for r in runs]
+    tps = [r.decode_tps for r in runs if r.tokens > 1]
+    return {"ttft_median_ms": round(statistics.median(ttft), 2) if ttft else 0.0,
+            "ttft_p90_ms": round(percentile(ttft, 0.9), 2),
+            "decode_tokens_per_s": round(statistics.median(tps), 1) if tps else 0.0,
+            "tokens": round(statistics.median([r.tokens for r in runs]), 1) if runs else 0.0}
