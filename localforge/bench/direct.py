@@ -9,8 +9,10 @@ a subprocess so that a native fault here (the AMX path, say) cannot hide LocalFo
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from dataclasses import asdict
 from typing import Any
 
 from localforge.bench.streams import PROMPT, WARM_UP, Run
@@ -19,7 +21,8 @@ from localforge.bench.streams import PROMPT, WARM_UP, Run
 def measure(path: str, runs: int, num_predict: int) -> list[Run]:
     from llama_cpp import Llama
 
-    llm = Llama(path, n_ctx=4096, verbose=False)
+    # LocalForge's defaults: its context and a thread per core (llama-cpp-python's is half the cores)
+    llm = Llama(path, n_ctx=4096, n_threads=os.cpu_count() or 2, verbose=False)
     measured = []
     for i in range(runs + WARM_UP):
         started = time.perf_counter()
@@ -36,7 +39,7 @@ def measure(path: str, runs: int, num_predict: int) -> list[Run]:
 
 def main() -> None:
     path, runs, num_predict = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    print(json.dumps([run.__dict__ for run in measure(path, runs, num_predict)]))
+    print(json.dumps([asdict(run) for run in measure(path, runs, num_predict)]))
 
 
 if __name__ == "__main__":

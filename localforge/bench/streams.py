@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
-PROMPT = "What is the capital of France? Answer in one sentence."
+PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 WARM_UP = 2
 
 
