@@ -29,6 +29,7 @@ from localforge.errors import BadRequest, LocalForgeError, Unavailable, Unsuppor
 from localforge.inference import Delta, Embedding, Event, Final, Inference
 from localforge.runner.client import Runner
 from localforge.runner.protocol import Done, Infer, Load, Piece
+from localforge.schedule import budget as memory
 from localforge.store import demo
 from localforge.store.layout import Manifest, ModelStore
 
@@ -176,11 +177,17 @@ class LlamaCppBackend:
         """Whether a live runner holds this configuration (the scheduler notices idle crashes)."""
         return self._key(card, options, embedding) in self._loaded
 
-    def measured_bytes(self, card: ModelCard, options: dict[str, Any], embedding: bool = False) -> int | None:
-        """What loading this configuration took: its runner's memory beyond an empty runner's."""
+    def measured_bytes(self, card: ModelCard, options: dict[str, Any], embedding: bool = False,
+                       gpu: bool = False) -> int | None:
+        """What loading this configuration took: its runner's GPU memory (NVML) with `gpu`, else
+        its resident memory beyond an empty runner's."""
         loaded = self._loaded.get(self._key(card, options, embedding))
-        rss = loaded.runner.memory() if loaded else None
-        return None if rss is None or loaded is None else max(0, rss - loaded.base_rss)
+        if loaded is None or loaded.runner.pid is None:
+            return None
+        if gpu:
+            return memory.gpu_bytes_of(loaded.runner.pid)
+        rss = loaded.runner.memory()
+        return None if rss is None else max(0, rss - loaded.base_rss)
 
     def runner_pids(self) -> dict[str, int]:
         return {loaded.card.name: pid for loaded in self._loaded.values()

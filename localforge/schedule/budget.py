@@ -64,6 +64,20 @@ def gpu_used_bytes() -> int | None:
     return int(nvml.nvmlDeviceGetMemoryInfo(handle).used)
 
 
+def gpu_bytes_of(pid: int) -> int | None:
+    """GPU memory a process holds on any GPU (NVML's per-process figure), or None without NVML."""
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    total = 0
+    for index in range(nvml.nvmlDeviceGetCount()):
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        for process in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if process.pid == pid and process.usedGpuMemory:
+                total += int(process.usedGpuMemory)
+    return total
+
+
 def process_rss_bytes() -> int | None:
     """This process's resident memory (Linux), or None elsewhere."""
     try:

@@ -276,11 +276,11 @@ class Scheduler:
         self._wake()
 
     def _load_memory(self, place: Placement, before: int | None) -> tuple[int | None, int | None]:
-        """(before, after) of what the load used: its runner's own figure when the backend
-        measures one (in RAM), else this process's or the GPU's memory around the load."""
+        """(before, after) of what the load used: the backend's own figure when it measures one
+        (a runner's memory), else this process's or the GPU's memory around the load."""
         runner_bytes = getattr(place.entry.backend, "measured_bytes", None)
-        if callable(runner_bytes) and not self.budget.gpu:
-            return 0, runner_bytes(place.entry.card, place.options, place.embedding)
+        if callable(runner_bytes):
+            return 0, runner_bytes(place.entry.card, place.options, place.embedding, gpu=self.budget.gpu)
         return before, self._memory_now()
 
     def _memory_now(self) -> int | None:
