@@ -28,8 +28,10 @@ def server_url(args: argparse.Namespace) -> str:
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     import httpx
 
+    key = os.environ.get("LOCALFORGE_API_KEY", "").split(",")[0].strip()
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        response = httpx.request(method, server_url(args) + path, json=body, timeout=30)
+        response = httpx.request(method, server_url(args) + path, json=body, headers=headers, timeout=30)
     except httpx.HTTPError as exc:
         raise SystemExit(f"Error: could not reach LocalForge at {server_url(args)}: {exc}") from exc
     if response.status_code >= 400:

@@ -13,6 +13,7 @@ from localforge import OLLAMA_API_VERSION
 from localforge.backends.base import ModelCard
 from localforge.route import auto
 from localforge.server import body, timefmt, wire
+from localforge.server.auth import PUBLIC
 from localforge.server.services import Services
 
 
@@ -47,22 +48,22 @@ def modelfile(card: ModelCard) -> str:
     return "\n".join(lines) + "\n"
 
 
-@get("/", media_type="text/plain", sync_to_thread=False)
+@get("/", media_type="text/plain", sync_to_thread=False, opt=PUBLIC)
 def root() -> str:
     return "Ollama is running"
 
 
-@head("/", media_type="text/plain", sync_to_thread=False)
+@head("/", media_type="text/plain", sync_to_thread=False, opt=PUBLIC)
 def root_head() -> None:
     return None
 
 
-@get(["/api/version"], sync_to_thread=False)
+@get(["/api/version"], sync_to_thread=False, opt=PUBLIC)
 def version() -> wire.VersionResponse:
     return wire.VersionResponse(version=OLLAMA_API_VERSION)
 
 
-@head(["/api/version"], sync_to_thread=False)
+@head(["/api/version"], sync_to_thread=False, opt=PUBLIC)
 def version_head() -> None:
     return None
 
