@@ -57,10 +57,7 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from localforge import config
-    from localforge.server.app import create_app
+    from localforge import config, serve
 
     overrides = {"host": args.host, "port": args.port, "models_dir": args.models_dir,
                  "data_dir": args.data_dir}
@@ -71,11 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request is noise
-    print(f"LocalForge {__version__} listening on http://{settings.host}:{settings.port} "
-          f"(models: {settings.models_path}, data: {settings.data_dir})", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=args.log_level, timeout_graceful_shutdown=5)
-    return 0
+    return serve.run(settings, args.log_level)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
