@@ -7,6 +7,7 @@ life of the process, so two instances never write the same database and vector i
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -25,6 +26,19 @@ LOCK_NAME = "localforge.lock"
 
 class DataFolderBusy(Exception):
     """Another live process holds the data folder; the message says who."""
+
+
+class QuietShutdown(logging.Filter):
+    """A request cut off because the server is stopping is expected, not a crash: one line
+    instead of uvicorn's sixty lines of ASGI traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("Cancel ") and "graceful shutdown" in record.getMessage():
+            record.msg, record.args = "stopping: requests still in flight were cancelled", ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -94,6 +108,7 @@ def run(settings: Settings, log_level: str) -> int:
     print(f"LocalForge {__version__} listening on {url} "
           f"(models: {settings.models_path}, data: {settings.data_dir})", flush=True)
     config = uvicorn.Config(create_app(settings), log_level=log_level, timeout_graceful_shutdown=5)
+    logging.getLogger("uvicorn.error").addFilter(QuietShutdown())  # after Config set up its loggers
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

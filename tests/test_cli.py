@@ -41,3 +41,16 @@ def test_a_clear_error_when_the_server_is_down_or_the_model_unknown(server: Runn
     assert down.returncode != 0 and "could not reach" in down.stderr
     missing = run("show", "ghost", server=server)
     assert missing.returncode != 0 and "model 'ghost' not found" in missing.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_broken_pipe(server: RunningServer) -> None:
+    # `localforge list | head -1`: the reader has gone before the table is written
+    env = {**os.environ, "OLLAMA_HOST": server.url}
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        listing = subprocess.run([sys.executable, "-m", "localforge.cli", "list"], stdout=writer,
+                                 stderr=subprocess.PIPE, text=True, env=env, timeout=60)
+    finally:
+        os.close(writer)
+    assert "BrokenPipeError" not in listing.stderr and "Traceback" not in listing.stderr

@@ -1,15 +1,20 @@
 """`localforge serve` as a user meets it: a second instance on a taken port or a live data folder
-fails at once with a clear message and leaves the running instance's data alone."""
+fails at once with a clear message and leaves the running instance's data alone; Ctrl-C with a
+request in flight prints a line, not a traceback."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx
-from conftest import free_port, start_server, stop_server
+import pytest
+from conftest import RunningServer, free_port, smollm2_config, start_server, stop_server
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -49,3 +54,31 @@ def test_a_second_instance_never_touches_a_live_instances_data(tmp_path: Path, t
         assert httpx.get(first.url + "/api/tags").status_code == 200  # the first one serves on
     finally:
         stop_server(first)
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_a_request_in_flight_prints_a_line_not_a_traceback(tmp_path: Path,
+                                                                      tiny_models: Path) -> None:
+    running: RunningServer = start_server(tmp_path, tiny_models, smollm2_config())
+    answered: list[str] = []
+
+    def ask() -> None:
+        body = {"model": "smollm2:135m", "prompt": "Tell me a long story about a dragon.",
+                "options": {"num_predict": 2000}, "stream": False}
+        try:
+            answered.append(httpx.post(running.url + "/api/generate", json=body, timeout=60).text)
+        except httpx.HTTPError as exc:
+            answered.append(type(exc).__name__)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    deadline = time.monotonic() + 30
+    while "smollm2" not in httpx.get(running.url + "/api/ps").text and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # generating now
+    running.process.send_signal(signal.SIGINT)
+    running.process.wait(timeout=30)
+    asker.join(timeout=30)
+    log = running.log()
+    assert "Traceback" not in log, log
+    assert len(log.strip().splitlines()) <= 6, log
