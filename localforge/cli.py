@@ -146,6 +146,18 @@ def cmd_route(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from localforge import config
+    from localforge.memory import forget
+
+    try:
+        settings = config.load(args.config, {"data_dir": args.data_dir})
+    except LocalForgeError as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return 2
+    return forget.run(settings.data_dir, None if args.all else args.before)
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     import anyio
 
@@ -217,6 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--json", action="store_true", help="print the whole dry run as JSON")
     route.add_argument("--host", help="server URL (default from OLLAMA_HOST, else 127.0.0.1:11434)")
     route.set_defaults(func=cmd_route)
+
+    from localforge.memory.forget import date
+
+    forget = sub.add_parser("forget", help="wipe routed requests: their prompts' traces, outcomes and vectors",
+                            description="Delete routed requests (hashes, embeddings, any stored prompt "
+                            "text), their outcomes and their vectors from the data folder. The server "
+                            "must be stopped. Request rows (times, models, token counts) are kept.")
+    which = forget.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every routed request")
+    which.add_argument("--before", type=date, metavar="DATE", help="those before DATE (YYYY-MM-DD, local time)")
+    forget.add_argument("--config", type=Path, help="TOML config file (also LOCALFORGE_CONFIG)")
+    forget.add_argument("--data-dir", type=Path, help="the data folder (default from the config, else ~/.localforge)")
+    forget.set_defaults(func=cmd_forget)
 
     # each benchmark module adds its own subcommand to this group
     bench = sub.add_parser("bench", help="benchmarks that run the real code, no server needed",

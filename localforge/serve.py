@@ -72,8 +72,7 @@ def lock_data_folder(data_dir: Path, holder: str) -> IO[str]:
         handle.seek(0)
         who = handle.read().strip() or "another process"
         handle.close()
-        raise DataFolderBusy(f"the data folder {data_dir} is in use by {who}; stop it, or give "
-                             "this one its own --data-dir") from exc
+        raise DataFolderBusy(f"the data folder {data_dir} is in use by {who}") from exc
     handle.seek(0)
     handle.truncate()
     handle.write(holder)
@@ -101,9 +100,13 @@ def run(settings: Settings, log_level: str) -> int:
     url = f"http://{settings.host}:{settings.port}"
     try:
         lock = lock_data_folder(settings.data_dir, f"LocalForge (pid {os.getpid()}) at {url}")
-    except (DataFolderBusy, OSError) as exc:
+    except DataFolderBusy as exc:
         sock.close()
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {exc}; stop it, or give this one its own --data-dir", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        sock.close()
+        print(f"Error: cannot use the data folder {settings.data_dir}: {exc}", file=sys.stderr)
         return 1
     print(f"LocalForge {__version__} listening on {url} "
           f"(models: {settings.models_path}, data: {settings.data_dir})", flush=True)
