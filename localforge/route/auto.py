@@ -257,6 +257,7 @@ def card(settings: RouterSettings, tag: str, registry_cards: list[ModelCard]) ->
     if preset not in settings.presets:
         raise BadRequest(f"unknown routing preset '{preset}' (known: {', '.join(sorted(settings.presets))})")
     dial = settings.presets[preset]
+    candidates = [c for c in registry_cards if "completion" in c.capabilities or not c.capabilities]
     context = max((c.context_length for c in registry_cards), default=0)
     # as new as the newest model it routes to: it changes when they do
     modified = max((c.modified_at for c in registry_cards if c.modified_at), default=None)
@@ -265,11 +266,12 @@ def card(settings: RouterSettings, tag: str, registry_cards: list[ModelCard]) ->
         name=f"{AUTO}:{tag or 'latest'}", backend="router", context_length=context,
         details=ModelDetails(format="router", family="auto", families=["auto"], parameter_size="",
                              quantization_level=""),
-        capabilities=["completion", "tools", "vision"],
+        # what a request may ask of it: a capability at least one candidate has
+        capabilities=["completion", *[c for c in ("tools", "vision")
+                                      if any(c in card.capabilities for card in candidates)]],
         model_info={"router.preset": preset, "router.cost_weight": dial.cost_weight,
                     "router.latency_weight": dial.latency_weight,
-                    "router.candidates": [c.name for c in registry_cards
-                                          if "completion" in c.capabilities or not c.capabilities]},
+                    "router.candidates": [c.name for c in candidates]},
         modelfile_notes=[f"auto: routes each request to the best model for the '{preset}' preset"],
         locality="local")
 
