@@ -50,6 +50,10 @@ def test_a_second_instance_never_touches_a_live_instances_data(tmp_path: Path, t
             in same_folder.stderr
         assert "Traceback" not in same_folder.stderr
 
+        wipe = subprocess.run([sys.executable, "-m", "localforge.cli", "forget", "--all", "--data-dir",
+                               str(first.data_dir)], capture_output=True, text=True, timeout=60)
+        assert wipe.returncode != 0 and "stop it first" in wipe.stderr
+
         assert snapshot(first.data_dir) == before
         assert httpx.get(first.url + "/api/tags").status_code == 200  # the first one serves on
     finally:
