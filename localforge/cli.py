@@ -28,8 +28,10 @@ def server_url(args: argparse.Namespace) -> str:
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     import httpx
 
+    key = os.environ.get("LOCALFORGE_API_KEY", "").split(",")[0].strip()
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        response = httpx.request(method, server_url(args) + path, json=body, timeout=30)
+        response = httpx.request(method, server_url(args) + path, json=body, headers=headers, timeout=30)
     except httpx.HTTPError as exc:
         raise SystemExit(f"Error: could not reach LocalForge at {server_url(args)}: {exc}") from exc
     if response.status_code >= 400:
@@ -55,10 +57,7 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from localforge import config
-    from localforge.server.app import create_app
+    from localforge import config, serve
 
     overrides = {"host": args.host, "port": args.port, "models_dir": args.models_dir,
                  "data_dir": args.data_dir}
@@ -69,11 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request is noise
-    print(f"LocalForge {__version__} listening on http://{settings.host}:{settings.port} "
-          f"(models: {settings.models_path}, data: {settings.data_dir})", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=args.log_level, timeout_graceful_shutdown=5)
-    return 0
+    return serve.run(settings, args.log_level)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -151,6 +146,18 @@ def cmd_route(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from localforge import config
+    from localforge.memory import forget
+
+    try:
+        settings = config.load(args.config, {"data_dir": args.data_dir})
+    except LocalForgeError as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return 2
+    return forget.run(settings.data_dir, None if args.all else args.before)
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     import anyio
 
@@ -223,6 +230,19 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--host", help="server URL (default from OLLAMA_HOST, else 127.0.0.1:11434)")
     route.set_defaults(func=cmd_route)
 
+    from localforge.memory.forget import date
+
+    forget = sub.add_parser("forget", help="wipe routed requests: their prompts' traces, outcomes and vectors",
+                            description="Delete routed requests (hashes, embeddings, any stored prompt "
+                            "text), their outcomes and their vectors from the data folder. The server "
+                            "must be stopped. Request rows (times, models, token counts) are kept.")
+    which = forget.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every routed request")
+    which.add_argument("--before", type=date, metavar="DATE", help="those before DATE (YYYY-MM-DD, local time)")
+    forget.add_argument("--config", type=Path, help="TOML config file (also LOCALFORGE_CONFIG)")
+    forget.add_argument("--data-dir", type=Path, help="the data folder (default from the config, else ~/.localforge)")
+    forget.set_defaults(func=cmd_forget)
+
     # each benchmark module adds its own subcommand to this group
     bench = sub.add_parser("bench", help="benchmarks that run the real code, no server needed",
                            description="Benchmarks that run the real code, no server needed.")
@@ -244,7 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        # the reader went away (`localforge list | head`): what it did not want is no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        print("Stopped." if args.func is cmd_serve else "\nInterrupted.", file=sys.stderr)
+        return 130
     return result
 
 

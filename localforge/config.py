@@ -1,8 +1,10 @@
 """One typed settings object, built from defaults < TOML file < environment < command line.
 
-Environment: every `LOCALFORGE_<FIELD>` overrides the field of the same name; `OLLAMA_HOST`
-and `OLLAMA_KEEP_ALIVE` are honoured as Ollama does, below the LOCALFORGE_ ones. Sections of
-the TOML file that LocalForge itself does not know are kept in `plugins` for plugins to read.
+Environment: every top-level setting but the tables (`models`, `router`, `profile`) has a
+`LOCALFORGE_<FIELD>` that overrides it; a list (`origins`, `api_keys`) is comma-separated, and
+`LOCALFORGE_API_KEY` is the one the CLI sends too. `OLLAMA_HOST`, `OLLAMA_KEEP_ALIVE` and
+`OLLAMA_ORIGINS` are honoured as Ollama does, below the LOCALFORGE_ ones. Sections of the TOML
+file that LocalForge itself does not know are kept in `plugins` for plugins to read.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class Settings(msgspec.Struct, kw_only=True):
     runner_cooldown_s: float = 60.0
     demo_models: bool = True
     origins: list[str] = []
+    # when set, every endpoint but `GET /` and `/api/version` needs `Authorization: Bearer KEY`
+    api_keys: list[str] = []
     hf_endpoint: str = "https://huggingface.co"
     models: list[ModelConfig] = []
     # the `auto` model: presets, exploration, policies and per-model routing facts
@@ -85,10 +89,10 @@ class Settings(msgspec.Struct, kw_only=True):
 
 
 _KNOWN = set(Settings.__struct_fields__) - {"plugins"}
-_ENV_FIELDS = ("host", "port", "data_dir", "models_dir", "keep_alive", "parallel", "max_queue",
-               "vram_budget", "ram_budget", "starvation_s", "min_resident_s", "schedule_policy",
-               "max_body_bytes", "default_num_ctx", "n_threads", "safe_mode", "runner_cooldown_s", "demo_models",
-               "hf_endpoint")
+# the tables have no environment form: a TOML table does not fit in one variable
+NOT_IN_ENV = ("models", "router", "profile", "plugins")
+ENV_FIELDS = tuple(f for f in Settings.__struct_fields__ if f not in NOT_IN_ENV)
+_LISTS = ("origins", "api_keys")
 
 
 def parse_ollama_host(value: str) -> tuple[str, int]:
@@ -120,13 +124,18 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
     if environ.get("OLLAMA_KEEP_ALIVE"):
         values["keep_alive"] = _env_keep_alive(environ["OLLAMA_KEEP_ALIVE"])
     if environ.get("OLLAMA_ORIGINS"):
-        values["origins"] = [o.strip() for o in environ["OLLAMA_ORIGINS"].split(",") if o.strip()]
+        values["origins"] = environ["OLLAMA_ORIGINS"]
     if environ.get("HF_ENDPOINT"):  # as huggingface_hub reads it, e.g. for a mirror
         values["hf_endpoint"] = environ["HF_ENDPOINT"]
-    for name in _ENV_FIELDS:
+    if environ.get("LOCALFORGE_API_KEY"):
+        values["api_keys"] = environ["LOCALFORGE_API_KEY"]
+    for name in ENV_FIELDS:
         raw = environ.get(f"LOCALFORGE_{name.upper()}")
         if raw is not None:
             values[name] = raw
+    for name in _LISTS:
+        if isinstance(values.get(name), str):
+            values[name] = [item.strip() for item in values[name].split(",") if item.strip()]
     return values
 
 
@@ -156,6 +165,8 @@ def load(config_file: Path | None = None, overrides: dict[str, Any] | None = Non
     except msgspec.ValidationError as exc:
         raise BadRequest(f"invalid configuration: {exc}") from exc
     settings.default_keep_alive_s  # validates the duration early  # noqa: B018
+    if any(not key.strip() for key in settings.api_keys):
+        raise BadRequest("invalid configuration: an entry of api_keys is empty")
     for model in settings.models:
         names.parse(model.name)  # a bad name fails at start-up, not on every listing
     return settings

@@ -19,6 +19,13 @@ class BadRequest(LocalForgeError):
     openai_type = "invalid_request_error"
 
 
+class Unauthorized(LocalForgeError):
+    """A missing or wrong API key; the message never repeats the key."""
+
+    status = 401
+    openai_type = "invalid_request_error"
+
+
 class ModelNotFound(LocalForgeError):
     status = 404
     openai_type = "not_found_error"

@@ -54,7 +54,7 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], log_path: Path, ti
 
 
 def start_server(tmp: Path, models_dir: Path, config_text: str = "", env: dict[str, str] | None = None,
-                 port: int | None = None) -> RunningServer:
+                 port: int | None = None, log_level: str = "warning") -> RunningServer:
     port = port or free_port()
     data_dir = tmp / "data"
     config = tmp / "localforge.toml"
@@ -63,7 +63,7 @@ def start_server(tmp: Path, models_dir: Path, config_text: str = "", env: dict[s
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             [sys.executable, "-m", "localforge.cli", "serve", "--port", str(port), "--config", str(config),
-             "--data-dir", str(data_dir), "--models-dir", str(models_dir), "--log-level", "warning"],
+             "--data-dir", str(data_dir), "--models-dir", str(models_dir), "--log-level", log_level],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OLLAMA_HOST": "", **(env or {})})
     url = f"http://127.0.0.1:{port}"
     wait_until_up(url, process, log_path)

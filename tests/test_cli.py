@@ -41,3 +41,41 @@ def test_a_clear_error_when_the_server_is_down_or_the_model_unknown(server: Runn
     assert down.returncode != 0 and "could not reach" in down.stderr
     missing = run("show", "ghost", server=server)
     assert missing.returncode != 0 and "model 'ghost' not found" in missing.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_broken_pipe(server: RunningServer) -> None:
+    # `localforge list | head -1`: the reader has gone before the table is written
+    env = {**os.environ, "OLLAMA_HOST": server.url}
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        listing = subprocess.run([sys.executable, "-m", "localforge.cli", "list"], stdout=writer,
+                                 stderr=subprocess.PIPE, text=True, env=env, timeout=60)
+    finally:
+        os.close(writer)
+    assert "BrokenPipeError" not in listing.stderr and "Traceback" not in listing.stderr
+
+
+def test_ps_and_show_agree_and_say_only_what_is_true(server: RunningServer, client: ollama.Client) -> None:
+    # the same configuration asked for in three ways, and the chat model's embedding configuration
+    client.generate("smollm2:135m", "", keep_alive="1m")
+    client.generate("smollm2:135m", "hi", options={"num_predict": 1, "num_ctx": 4096}, keep_alive="1m")
+    client.embed("smollm2:135m", "hi", keep_alive="1m")
+    rows = [line.split()[0] for line in run("ps", server=server).stdout.splitlines()[1:]]
+    assert rows.count("smollm2:135m") == 1, rows
+    loaded = next(m for m in client.ps().models if m.model == "smollm2:135m")
+    assert len([m for m in client.ps().models if m.model == "smollm2:135m"]) == 1
+
+    # show gives the num_ctx the model is loaded with by default, as ps shows it
+    parameters = client.show("smollm2:135m").parameters or ""
+    num_ctx = next(line.split()[1] for line in parameters.splitlines() if line.startswith("num_ctx"))
+    assert int(num_ctx) == loaded.context_length == 4096
+    shown = run("show", "smollm2:135m", server=server).stdout.splitlines()
+    assert ["num_ctx", str(loaded.context_length)] in [line.split() for line in shown]
+
+    # auto claims a capability only when one of its candidates has it
+    auto = client.show("auto")
+    candidates = [client.show(name) for name in auto.modelinfo["router.candidates"]]
+    assert "vision" not in (auto.capabilities or [])
+    for capability in auto.capabilities or []:
+        assert any(capability in (c.capabilities or []) for c in candidates), capability

@@ -2,7 +2,8 @@
 embeddings in the hnswlib index, and an in-memory copy of the outcomes for the k-NN estimate.
 
 sqlite is the truth; the index and the in-memory maps are rebuilt from it when the memory opens.
-With `store_prompts` off a route keeps only the prompt's hash, its embedding and its features.
+With `store_prompts` off a route keeps only the prompt's hash, its embedding and its features; a
+prompt flagged sensitive is never kept as text. `prune` forgets routes older than a time.
 """
 
 from __future__ import annotations
@@ -28,6 +29,18 @@ SECONDS_PER_DAY = 86400.0
 
 def prompt_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def delete_routes(db: sqlite_utils.Database, before: float | None = None) -> list[int]:
+    """Delete the routes created before a time (all of them: None) and their outcomes, with
+    their bytes overwritten; returns the deleted route ids. The caller holds the write lock."""
+    where, params = ("where created_at < ?", [before]) if before is not None else ("", [])
+    db.conn.execute("PRAGMA secure_delete=ON")  # deleted prompts are zeroed, not left in free pages
+    with db.conn:
+        ids = [row[0] for row in db.execute(f"select id from routes {where}", params)]
+        db.execute(f"delete from outcomes where route_id in (select id from routes {where})", params)
+        db.execute(f"delete from routes {where}", params)
+    return ids
 
 
 @dataclass(slots=True)
@@ -62,7 +75,7 @@ class Neighbour:
 
 class Memory:
     def __init__(self, db: sqlite_utils.Database, dimensions: int, index_path: Path | None = None,
-                 store_prompts: bool = True) -> None:
+                 store_prompts: bool = False) -> None:
         self.db = db
         self.dimensions = dimensions
         self.index_path = index_path
@@ -85,11 +98,29 @@ class Memory:
             "select count(*), coalesce(max(id), -1) from routes where embedding is not null").fetchone()
         if self.index_path is not None and self.index.load(self.index_path, count, max_label):
             return "loaded"
-        rows = self.db.execute("select id, embedding from routes where embedding is not null")
-        self.index.rebuild(((i, np.frombuffer(blob, dtype=np.float32)) for i, blob in rows), count)
+        self._reindex(count)
         if count:
             log.info("rebuilt the vector index from %d routed requests", count)
         return "rebuilt"
+
+    def _reindex(self, count: int) -> None:
+        rows = self.db.execute("select id, embedding from routes where embedding is not null")
+        self.index.rebuild(((i, np.frombuffer(blob, dtype=np.float32)) for i, blob in rows), count)
+
+    def prune(self, before: float) -> int:
+        """Forget the routes created before a time, their outcomes and their vectors (the index
+        is rebuilt and saved without them); returns how many routes went."""
+        with self._lock:
+            gone = set(delete_routes(self.db, before))
+        if not gone:
+            return 0
+        for route_id in gone:
+            self._outcomes.pop(route_id, None)
+            self._created.pop(route_id, None)
+        self._ids = {request: route for request, route in self._ids.items() if route not in gone}
+        self._reindex(len(self._created))
+        self.save()
+        return len(gone)
 
     def save(self) -> None:
         if self.index_path is not None:
@@ -102,7 +133,8 @@ class Memory:
             "chosen": route.chosen, "propensity": route.propensity, "explored": int(route.explored),
             "reason": route.reason, "candidates": json.dumps(route.candidates),
             "removed": json.dumps(route.removed), "prompt_hash": prompt_hash(route.prompt),
-            "prompt": route.prompt if self.store_prompts else None, "tokens": route.tokens,
+            "prompt": route.prompt if self.store_prompts and not route.sensitive else None,
+            "tokens": route.tokens,
             "task": route.task, "sensitive": int(route.sensitive), "profile": json.dumps(route.profile),
             "embedding": None if route.embedding is None else route.embedding.astype(np.float32).tobytes(),
             "context": None if route.context is None else route.context.astype(np.float32).tobytes(),

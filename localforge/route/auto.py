@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 AUTO = "auto"
 REPEAT_WINDOW_S = 300.0  # the same prompt again within five minutes: the first answer missed
+PRUNE_EVERY_S = 3600.0  # how often routes past `retention_days` are deleted while serving
 # implicit outcomes: what each signal says about the answer, and how much it counts
 SIGNALS = {"error": (0.0, 1.0), "length": (0.3, 0.5), "repeat": (0.2, 0.5)}
 
@@ -76,11 +77,13 @@ class Routing:
         dimensions = getattr(profiling.embedder, "dimensions", 384) if profiling.embedder else 384
         self.router = Router(settings, memory, dimensions, scorers, latency)
         self.state_path = state_dir / "bandit.npz" if state_dir else None
+        self.pruned_at = 0.0
 
     # -- start and stop -------------------------------------------------------------------------
 
     def open(self) -> str:
         index = self.memory.open()
+        self.prune()
         loaded = self.state_path is not None and self.router.bandit.load(self.state_path)
         learned = sum(a.n for a in self.router.bandit.arms.values())
         if not loaded or learned != self._learnable():
@@ -106,6 +109,18 @@ class Routing:
             parts = {c["model"]: c.get("parts", {}) for c in json.loads(candidates)}
             prior = float(parts.get(model, {}).get("prior", 0.5))
             bandit.update(model, context, score - prior, SIGNALS.get(kind, (0.0, 1.0))[1])
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete the routes past `retention_days`, their outcomes and vectors. The bandit keeps
+        only sums over them (no text); it is relearned from what is left at the next start."""
+        now = now or self.router.clock()  # the clock routes are stamped with
+        self.pruned_at = now
+        if not self.settings.retention_days:
+            return 0
+        gone = self.memory.prune(now - self.settings.retention_days * 86400.0)
+        if gone:
+            log.info("forgot %d routed requests older than %g days", gone, self.settings.retention_days)
+        return gone
 
     def close(self) -> None:
         self.memory.save()
@@ -154,6 +169,8 @@ class Routing:
         return routed
 
     def _remember(self, routed: Routed, request: Inference) -> None:
+        if self.router.clock() - self.pruned_at > PRUNE_EVERY_S:
+            self.prune()
         earlier = self.memory.recent_prompt(routed.profile.text, REPEAT_WINDOW_S) \
             if routed.profile.text else None
         self.router.remember(routed.decision, routed.profile, routed.context)
@@ -240,6 +257,7 @@ def card(settings: RouterSettings, tag: str, registry_cards: list[ModelCard]) ->
     if preset not in settings.presets:
         raise BadRequest(f"unknown routing preset '{preset}' (known: {', '.join(sorted(settings.presets))})")
     dial = settings.presets[preset]
+    candidates = [c for c in registry_cards if "completion" in c.capabilities or not c.capabilities]
     context = max((c.context_length for c in registry_cards), default=0)
     # as new as the newest model it routes to: it changes when they do
     modified = max((c.modified_at for c in registry_cards if c.modified_at), default=None)
@@ -248,11 +266,12 @@ def card(settings: RouterSettings, tag: str, registry_cards: list[ModelCard]) ->
         name=f"{AUTO}:{tag or 'latest'}", backend="router", context_length=context,
         details=ModelDetails(format="router", family="auto", families=["auto"], parameter_size="",
                              quantization_level=""),
-        capabilities=["completion", "tools", "vision"],
+        # what a request may ask of it: a capability at least one candidate has
+        capabilities=["completion", *[c for c in ("tools", "vision")
+                                      if any(c in card.capabilities for card in candidates)]],
         model_info={"router.preset": preset, "router.cost_weight": dial.cost_weight,
                     "router.latency_weight": dial.latency_weight,
-                    "router.candidates": [c.name for c in registry_cards
-                                          if "completion" in c.capabilities or not c.capabilities]},
+                    "router.candidates": [c.name for c in candidates]},
         modelfile_notes=[f"auto: routes each request to the best model for the '{preset}' preset"],
         locality="local")
 

@@ -79,7 +79,11 @@ class RouterSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # prefer a model already in memory over a better one that must be loaded first, when its
     # expected quality is within this margin of the best (a swap costs 30-60 s on a gaming PC)
     stickiness: float = 0.03
-    store_prompts: bool = True
+    # prompt text in the routes table (for your own analysis); a prompt the sensitivity profiler
+    # flags is never stored, whatever this says. Off: hashes and embeddings only
+    store_prompts: bool = False
+    # routes, their outcomes and their vectors older than this are deleted (0 or unset: kept)
+    retention_days: float | None = 30.0
     private_stays_local: bool = True
     remote: bool = True
     daily_budget: float | None = None  # dollars per day on remote models; None = no cap

@@ -23,6 +23,7 @@ from localforge.route.registry import Registry
 from localforge.schedule.disconnect import watch_disconnect
 from localforge.schedule.scheduler import Scheduler
 from localforge.server import errors, metrics, ollama_inference, ollama_manage, ollama_models, openai_api, routing_api
+from localforge.server.auth import require_key, warn_if_open
 from localforge.server.services import Services, provide_services
 from localforge.store.layout import ModelStore
 
@@ -64,6 +65,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        warn_if_open(settings)
         services = build_services(settings, manager)
         app.state.services = services
         await services.registry.refresh()
@@ -86,6 +88,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
         route_handlers=[*ollama_models.ROUTES, *ollama_inference.ROUTES, *ollama_manage.ROUTES,
                         *openai_api.ROUTES, *metrics.ROUTES, *routing_api.ROUTES],
         middleware=[watch_disconnect],
+        guards=[require_key(settings.api_keys)] if settings.api_keys else [],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException
 
-from localforge.errors import LocalForgeError, ModelNotFound, ServerBusy
+from localforge.errors import LocalForgeError, ModelNotFound, ServerBusy, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,11 @@ def _respond(request: Request, status: int, message: str, kind: str,
 def handle_localforge(request: Request, exc: Exception) -> Response[Any]:
     assert isinstance(exc, LocalForgeError)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServerBusy) else None
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
     # only a missing model is "model_not_found"; an unknown route or blob is another 404
-    code = "model_not_found" if isinstance(exc, ModelNotFound) else None
+    code = ("model_not_found" if isinstance(exc, ModelNotFound)
+            else "invalid_api_key" if isinstance(exc, Unauthorized) else None)
     return _respond(request, exc.status, exc.message, exc.openai_type, headers, code)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import anyio.to_thread
@@ -10,9 +11,10 @@ from litestar import Request, get, head, post
 from litestar.response import Response
 
 from localforge import OLLAMA_API_VERSION
-from localforge.backends.base import ModelCard
+from localforge.backends.base import ModelCard, Residency
 from localforge.route import auto
 from localforge.server import body, timefmt, wire
+from localforge.server.auth import PUBLIC
 from localforge.server.services import Services
 
 
@@ -47,22 +49,22 @@ def modelfile(card: ModelCard) -> str:
     return "\n".join(lines) + "\n"
 
 
-@get("/", media_type="text/plain", sync_to_thread=False)
+@get("/", media_type="text/plain", sync_to_thread=False, opt=PUBLIC)
 def root() -> str:
     return "Ollama is running"
 
 
-@head("/", media_type="text/plain", sync_to_thread=False)
+@head("/", media_type="text/plain", sync_to_thread=False, opt=PUBLIC)
 def root_head() -> None:
     return None
 
 
-@get(["/api/version"], sync_to_thread=False)
+@get(["/api/version"], sync_to_thread=False, opt=PUBLIC)
 def version() -> wire.VersionResponse:
     return wire.VersionResponse(version=OLLAMA_API_VERSION)
 
 
-@head(["/api/version"], sync_to_thread=False)
+@head(["/api/version"], sync_to_thread=False, opt=PUBLIC)
 def version_head() -> None:
     return None
 
@@ -97,10 +99,18 @@ async def show(request: Request, services: Services) -> wire.ShowResponse:
     if auto.preset_of(name) is not None and services.pipeline.routing is not None:
         registry_cards = [e.card for e in await services.registry.entries()]
         card = auto.card(services.settings.router, auto.preset_of(name) or "", registry_cards)
+        parameters = dict(card.parameters)
     else:
-        card = (await services.registry.resolve(name)).card
+        entry = await services.registry.resolve(name)
+        card = entry.card
         card.model_info = {**card.model_info, **auto.facts_info(services.settings.router, card)}
-    parameters = dict(card.parameters)
+        parameters = dict(card.parameters)
+        footprint = getattr(entry.backend, "footprint", None)
+        # the context a local backend loads it with by default, as /api/ps shows it (a network
+        # backend has no local footprint, 0: its server decides)
+        loaded_ctx = footprint(card, {}, False)[1] if footprint is not None else 0
+        if loaded_ctx:
+            parameters["num_ctx"] = loaded_ctx
     parameters.setdefault("num_ctx", card.context_length or services.settings.default_num_ctx)
     return wire.ShowResponse(
         modelfile=modelfile(card), parameters=parameters_text(parameters), template=card.template,
@@ -109,22 +119,41 @@ async def show(request: Request, services: Services) -> wire.ShowResponse:
         system=req.system or card.system)
 
 
+def one_per_model(residencies: list[Residency]) -> list[Residency]:
+    """Ollama lists a model once. The configurations of one model (another num_ctx, the copy a
+    chat model loads to embed) add their memory to its row, which shows the largest context."""
+    merged: dict[str, Residency] = {}
+    for r in residencies:
+        seen = merged.get(r.name.lower())
+        if seen is None:
+            merged[r.name.lower()] = replace(r)
+            continue
+        seen.size += r.size
+        seen.size_vram += r.size_vram
+        seen.context_length = max(seen.context_length, r.context_length)
+        seen.expires_at = (None if seen.expires_at is None or r.expires_at is None
+                           else max(seen.expires_at, r.expires_at))
+    return list(merged.values())
+
+
 @get("/api/ps")
 async def ps(services: Services) -> wire.PsResponse:
-    models = []
-    entries = {e.card.name.lower(): e.card for e in await services.registry.entries()}
+    residencies = []
     for backend in services.registry.backends:
         # in a worker thread: a network backend asks its upstream (e.g. Ollama's /api/ps)
         for residency in await anyio.to_thread.run_sync(backend.resident):
             if residency.expires_at is None:  # the backend does not know; our keep_alive does
                 services.scheduler.annotate(residency)
-            card = entries.get(residency.name.lower())
-            models.append(wire.PsModel(
-                name=residency.name, model=residency.name, size=residency.size,
-                digest=card.digest if card else "",
-                details=details(card) if card else wire.Details(),
-                expires_at=timefmt.iso(residency.expires_at), size_vram=residency.size_vram,
-                context_length=residency.context_length))
+            residencies.append(residency)
+    entries = {e.card.name.lower(): e.card for e in await services.registry.entries()}
+    models = []
+    for residency in one_per_model(residencies):
+        card = entries.get(residency.name.lower())
+        models.append(wire.PsModel(
+            name=residency.name, model=residency.name, size=residency.size,
+            digest=card.digest if card else "", details=details(card) if card else wire.Details(),
+            expires_at=timefmt.iso(residency.expires_at), size_vram=residency.size_vram,
+            context_length=residency.context_length))
     models.sort(key=lambda m: m.expires_at, reverse=True)
     return wire.PsResponse(models=models)
 

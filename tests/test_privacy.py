@@ -1,0 +1,125 @@
+"""Private prompts are never kept: by default no prompt text is stored, a prompt flagged sensitive
+is never stored whatever the setting, old routes age out, and `localforge forget` wipes them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import sqlite_utils
+from conftest import smollm2_config, start_server, stop_server
+
+from localforge import config
+from localforge.memory.db import open_db
+from localforge.memory.outcomes import Memory, Route
+
+pytestmark = pytest.mark.slow
+
+CARD = "4111 1111 1111 1111"
+DAY = 86400.0
+
+
+def everything_stored(data_dir: Path) -> list[str]:
+    """Every row of every table as text, and the raw bytes of every file in the data folder."""
+    db = sqlite_utils.Database(data_dir / "localforge.db")
+    rows = [f"{table}: {row}" for table in db.table_names() for row in db[table].rows]
+    db.conn.close()
+    files = [p.read_bytes().decode("latin-1") for p in data_dir.rglob("*") if p.is_file()]
+    return rows + files
+
+
+def test_a_card_number_and_an_api_key_are_never_stored(tmp_path: Path) -> None:
+    api_key = f"sk-proj-{uuid.uuid4().hex}{uuid.uuid4().hex[:8]}"
+    marker = f"zebra{uuid.uuid4().hex[:8]}"
+    models = tmp_path / "models"
+    models.mkdir()
+    # store_prompts on: even then, what the sensitivity profiler flags is not written
+    running = start_server(tmp_path, models, smollm2_config() + "[router]\nstore_prompts = true\n",
+                           log_level="debug")
+    try:
+        for text in (f"My card is {CARD}, expiry 12/29. Is it a Visa?",
+                     f"Why does OPENAI_API_KEY={api_key} give me a 401?",
+                     f"Say hello to {marker}."):
+            response = httpx.post(running.url + "/api/chat", timeout=120, json={
+                "model": "auto", "stream": False, "options": {"num_predict": 2},
+                "messages": [{"role": "user", "content": text}]})
+            assert response.status_code == 200, response.text
+    finally:
+        stop_server(running)
+    stored = everything_stored(running.data_dir) + [running.log()]
+    assert any(marker in text for text in stored)  # a plain prompt was kept, as configured
+    assert (running.data_dir / "routes.hnsw").exists()
+    for text in stored:
+        for secret in (CARD, CARD.replace(" ", ""), api_key, api_key[-16:]):
+            assert secret not in text
+
+
+def test_prompts_are_not_stored_by_default() -> None:
+    settings = config.load(environ={})
+    assert settings.router.store_prompts is False
+    assert settings.router.retention_days == 30
+
+
+def unit(seed: int) -> np.ndarray:
+    vector = np.random.default_rng(seed).normal(size=8).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def test_old_routes_their_outcomes_and_vectors_age_out(tmp_path: Path) -> None:
+    now = time.time()
+    memory = Memory(open_db(tmp_path / "localforge.db"), 8, tmp_path / "routes.hnsw")
+    memory.open()
+    for name, age_days in (("old", 40), ("recent", 10), ("new", 0)):
+        route_id = memory.record_route(Route(name, "m", prompt=name, embedding=unit(age_days),
+                                             created_at=now - age_days * DAY))
+        memory.record_outcome(route_id, "m", 1.0, "feedback")
+    old_id = memory.route_id("old")
+
+    assert memory.prune(now - 30 * DAY) == 1
+    assert memory.route("old") is None and memory.route("recent") is not None
+    assert memory.db.execute("select count(*) from outcomes where route_id = ?", [old_id]).fetchone()[0] == 0
+    assert len(memory.index) == 2
+    assert old_id not in [n.route_id for n in memory.neighbours(unit(40), 3)]
+    memory.db.conn.close()
+
+    again = Memory(open_db(tmp_path / "localforge.db"), 8, tmp_path / "routes.hnsw")
+    assert again.open() == "loaded" and len(again.index) == 2  # the saved index agrees
+
+
+def forget(data_dir: Path, *how: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "localforge.cli", "forget", *how, "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "LOCALFORGE_CONFIG": ""})
+
+
+def test_forget_wipes_routes_before_a_date_or_all(tmp_path: Path) -> None:
+    memory = Memory(open_db(tmp_path / "localforge.db"), 8, tmp_path / "routes.hnsw", store_prompts=True)
+    memory.open()
+    for name, when in (("january", "2025-01-15"), ("march", "2025-03-15")):
+        created = time.mktime(time.strptime(when, "%Y-%m-%d"))
+        route_id = memory.record_route(Route(name, "m", prompt=f"prompt of {name}", embedding=unit(len(name)),
+                                             created_at=created))
+        memory.record_outcome(route_id, "m", 0.0, "feedback", at=created)
+    memory.save()
+    memory.db.conn.close()
+
+    before = forget(tmp_path, "--before", "2025-02-01")
+    assert before.returncode == 0, before.stderr
+    assert "forgot 1 routed request" in before.stdout
+    stored = "".join(everything_stored(tmp_path))
+    assert "prompt of january" not in stored and "prompt of march" in stored
+
+    wiped = forget(tmp_path, "--all")
+    assert wiped.returncode == 0, wiped.stderr
+    assert "prompt of march" not in "".join(everything_stored(tmp_path))
+    again = Memory(open_db(tmp_path / "localforge.db"), 8, tmp_path / "routes.hnsw")
+    again.open()
+    assert len(again.index) == 0
+
+    assert forget(tmp_path).returncode != 0  # neither --all nor --before: nothing is wiped by accident
