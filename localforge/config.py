@@ -35,6 +35,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
     system: str | None = None
     parameters: dict[str, Any] = {}
     num_ctx: int | None = None
+    parallel: int | None = None  # requests decoded together; unset: the server's `parallel`
 
 
 class Settings(msgspec.Struct, kw_only=True):
@@ -43,7 +44,8 @@ class Settings(msgspec.Struct, kw_only=True):
     data_dir: Path = Path.home() / ".localforge"
     models_dir: Path | None = None
     keep_alive: str | float = "5m"
-    # how many requests one model serves at once; llama.cpp contexts run one at a time
+    # how many requests one model serves at once: a llama.cpp runner decodes them together in
+    # one batch (slots), each with num_ctx of its own; OLLAMA_NUM_PARALLEL sets it too
     parallel: int = 1
     max_queue: int = 512
     # the schedule stage: memory for resident models ("8GiB", bytes; unset: NVML's free VRAM, or
@@ -121,6 +123,8 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if environ.get("OLLAMA_HOST"):
         values["host"], values["port"] = parse_ollama_host(environ["OLLAMA_HOST"])
+    if environ.get("OLLAMA_NUM_PARALLEL"):
+        values["parallel"] = environ["OLLAMA_NUM_PARALLEL"]
     if environ.get("OLLAMA_KEEP_ALIVE"):
         values["keep_alive"] = _env_keep_alive(environ["OLLAMA_KEEP_ALIVE"])
     if environ.get("OLLAMA_ORIGINS"):

@@ -79,7 +79,8 @@ class Final:
     """The end of an answer, with Ollama's counters (durations in nanoseconds)."""
 
     done_reason: str = "stop"
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # evaluated; as Ollama's prompt_eval_count, without cached_tokens
+    cached_tokens: int = 0  # of the prompt, already in the model's cache (not evaluated again)
     eval_tokens: int = 0
     load_ns: int = 0
     prompt_ns: int = 0

@@ -92,10 +92,10 @@ def test_keep_alive_expires(one_slot: RunningServer) -> None:
 
 
 def _hold(server: RunningServer) -> None:
-    """A slow answer that keeps the model's only slot busy for a few seconds (600 greedy tokens
-    take about 3.5 s on an idle 2-core machine, longer on a busy one)."""
+    """A slow answer that keeps the model's only slot busy for a few seconds (2000 greedy tokens
+    take about 4 s on an idle 2-core machine, longer on a busy one)."""
     httpx.post(server.url + "/api/generate", timeout=300, json={
-        "model": "slow", "prompt": "hi", "stream": False, "options": {"num_predict": 600, "temperature": 0}})
+        "model": "slow", "prompt": "hi", "stream": False, "options": {"num_predict": 2000, "temperature": 1, "seed": 7}})
 
 
 def _until(check: object, timeout: float = 20) -> None:

@@ -106,6 +106,14 @@ class LlamaCppBackend:
             params["pooling_type"] = LLAMA_POOLING_TYPE_MEAN
         return params
 
+    def parallel(self, card: ModelCard) -> int:
+        """How many requests the model's runner decodes together: its `[[models]]` entry's
+        `parallel`, else the server's."""
+        for model in self.settings.models:
+            if model.parallel and names.canonical(model.name).lower() == card.name.lower():
+                return model.parallel
+        return max(1, self.settings.parallel)
+
     def _key(self, card: ModelCard, options: dict[str, Any], embedding: bool) -> tuple[Any, ...]:
         return (card.name.lower(), card.source["path"], embedding, opts.load_key(options))
 
@@ -134,7 +142,8 @@ class LlamaCppBackend:
         params = self._load_params(card, options, embedding)
         safe = self._safe_mode(card)
         started = time.perf_counter_ns()
-        runner = await Runner.start(card.name, Load(params, safe_mode=safe),
+        slots = 1 if embedding else self.parallel(card)
+        runner = await Runner.start(card.name, Load(params, safe_mode=safe, parallel=slots),
                                     on_exit=lambda r: self._runner_ended(key, r))
         if safe:
             log.info("%s runs in safe mode: llama.cpp's extra buffer types are off", card.name)
@@ -196,11 +205,13 @@ class LlamaCppBackend:
     def footprint(self, card: ModelCard, options: dict[str, Any],
                   embedding: bool = False) -> tuple[int, int]:
         """(bytes, context length) a configuration will take once loaded, from GGUF metadata:
-        the weights, an f16 KV cache for its context, and llama.cpp's compute buffers."""
+        the weights, an f16 KV cache of its context for each slot, and llama.cpp's compute
+        buffers."""
         params = self._load_params(card, options, embedding)
+        slots = 1 if embedding else self.parallel(card)
         n_vocab = int(card.model_info.get(f"{card.details.family}.vocab_size") or 32_000)
-        overhead = 4 * 2**20 + 4 * n_vocab * 16  # graph and logits buffers, measured on CPU
-        return card.size + _kv_cache_bytes(card, params["n_ctx"]) + overhead, params["n_ctx"]
+        overhead = 4 * 2**20 + 4 * n_vocab * 16 * slots  # graph and logits buffers, measured on CPU
+        return card.size + _kv_cache_bytes(card, params["n_ctx"]) * slots + overhead, params["n_ctx"]
 
     def resident(self) -> list[Residency]:
         out = []
@@ -294,7 +305,7 @@ class LlamaCppBackend:
         assert final is not None  # the runner ends every answer with Done, or raises
         yield Final(done_reason=final.done_reason, prompt_tokens=final.prompt_tokens,
                     eval_tokens=final.eval_tokens, load_ns=load_ns, prompt_ns=final.prompt_ns,
-                    eval_ns=final.eval_ns, context=final.context)
+                    eval_ns=final.eval_ns, context=final.context, cached_tokens=final.cached_tokens)
 
     async def embed(self, card: ModelCard, texts: list[str], options: dict[str, Any],
                     truncate: bool = True) -> Embedding:

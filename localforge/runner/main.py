@@ -18,6 +18,7 @@ import os
 import queue
 import sys
 import threading
+from collections import deque
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,6 +28,7 @@ from localforge.runner.engine import Engine, RequestError, gpu_offload
 from localforge.runner.protocol import (
     HEADER,
     Cancel,
+    Done,
     Embed,
     Failed,
     FromRunner,
@@ -38,6 +40,7 @@ from localforge.runner.protocol import (
     frame,
     to_runner,
 )
+from localforge.runner.slots import Slots
 
 
 class InjectedFault(Exception):
@@ -92,28 +95,55 @@ class Outbox:
         self.out.flush()
 
 
-def answer(engine: Engine, request: Infer, fault: Fault, cancelled: set[int], outbox: Outbox) -> None:
-    for event in engine.infer(request, lambda: request.id in cancelled, fault.before_decode):
-        outbox.send(event)
-    cancelled.discard(request.id)
-
-
-def serve(engine: Engine, fault: Fault, inbox: queue.Queue[ToRunner], cancelled: set[int],
-          outbox: Outbox) -> None:
-    while True:
-        message = inbox.get()
-        if isinstance(message, Stop):
-            return
+def serve_embeddings(engine: Engine, fault: Fault, inbox: queue.Queue[ToRunner], outbox: Outbox) -> None:
+    while not isinstance(message := inbox.get(), Stop):
+        if not isinstance(message, Embed):
+            continue
         try:
-            if isinstance(message, Infer):
-                answer(engine, message, fault, cancelled, outbox)
-            elif isinstance(message, Embed):
-                fault.before_decode()
-                outbox.send(engine.embed(message.id, message.texts, message.truncate))
+            fault.before_decode()
+            outbox.send(engine.embed(message.id, message.texts, message.truncate))
         except RequestError as exc:
-            outbox.send(exc.failed(message.id))  # type: ignore[union-attr]
+            outbox.send(exc.failed(message.id))
         except (ValueError, RuntimeError) as exc:  # llama-cpp-python's own errors
-            outbox.send(Failed(message.id, "backend", f"llama.cpp: {exc}"))  # type: ignore[union-attr]
+            outbox.send(Failed(message.id, "backend", f"llama.cpp: {exc}"))
+
+
+def _drain(inbox: queue.Queue[ToRunner], block: bool) -> list[ToRunner]:
+    messages = [inbox.get()] if block else []
+    while True:
+        try:
+            messages.append(inbox.get_nowait())
+        except queue.Empty:
+            return messages
+
+
+def decode_loop(slots: Slots, fault: Fault, inbox: queue.Queue[ToRunner], cancelled: set[int],
+                outbox: Outbox) -> None:
+    """Admit requests between steps while slots are free; one batch per step for all of them."""
+    waiting: deque[Infer] = deque()
+    while True:
+        for message in _drain(inbox, block=not slots.active and not waiting):
+            if isinstance(message, Stop):
+                return
+            if isinstance(message, Infer):
+                waiting.append(message)
+        for request_id in list(cancelled):  # frames arrive in order: its Infer is here or done
+            cancelled.discard(request_id)
+            done = slots.cancel(request_id)
+            if done is not None:
+                outbox.send(done)
+            for request in [r for r in waiting if r.id == request_id]:
+                waiting.remove(request)
+                outbox.send(Done(request_id, "cancel", 0, 0, 0, 0))
+        while waiting and slots.free:
+            request = waiting.popleft()
+            try:
+                fault.before_decode()
+                slots.admit(request)
+            except RequestError as exc:
+                outbox.send(exc.failed(request.id))
+        for event in slots.step():
+            outbox.send(event)
 
 
 def resident_bytes() -> int:
@@ -132,14 +162,16 @@ def main() -> None:
     if not isinstance(load, Load):
         raise SystemExit("the first message must be Load")
     base_rss = resident_bytes()
+    fault = Fault(os.environ.get("LOCALFORGE_RUNNER_FAULT", ""), str(load.params.get("model_path")),
+                  load.safe_mode)
     try:
-        engine = Engine(load)
+        worker = Engine(load) if load.params.get("embedding") else Slots(load)
     except RequestError as exc:
         outbox.send(exc.failed(0))
         return
-    outbox.send(Loaded(engine.n_ctx, engine.load_ns, gpu_offload(), base_rss))
-    fault = Fault(os.environ.get("LOCALFORGE_RUNNER_FAULT", ""), str(load.params.get("model_path")),
-                  load.safe_mode)
-    serve(engine, fault, inbox, cancelled, outbox)
-    engine.close()
-
+    outbox.send(Loaded(worker.n_ctx, worker.load_ns, gpu_offload(), base_rss))
+    if isinstance(worker, Slots):
+        decode_loop(worker, fault, inbox, cancelled, outbox)
+    else:
+        serve_embeddings(worker, fault, inbox, outbox)
+    worker.close()

@@ -21,6 +21,7 @@ MAX_FRAME = 1 << 30
 class Load(msgspec.Struct, tag=True):
     params: dict[str, Any]  # llama_cpp.Llama's keyword arguments
     safe_mode: bool = False  # llama.cpp's extra buffer types (weight repacking) off
+    parallel: int = 1  # sequences decoded together (slots), each with n_ctx cells
 
 
 class Infer(msgspec.Struct, tag=True):
@@ -66,6 +67,7 @@ class Done(msgspec.Struct, tag=True):
     prompt_ns: int
     eval_ns: int
     context: list[int] | None = None
+    cached_tokens: int = 0  # prompt tokens the slot already held
 
 
 class Embedded(msgspec.Struct, tag=True):

@@ -45,6 +45,7 @@ class Config:
     footprint: int  # bytes it takes when resident: the estimate, then what loading measured
     load_s: float  # expected seconds to load: the estimate, then the measured time
     service_s: float = 1.0  # expected seconds per request, learned as requests finish
+    parallel: int = 1  # requests it serves at once (a runner's slots)
     queue: deque[Ticket] = field(default_factory=deque)
     state: State = "absent"
     in_flight: int = 0
@@ -116,12 +117,15 @@ class Core:
         return config.queue[0].arrived if config.queue else math.inf
 
     # events
-    def register(self, key: str, model: str, footprint: int, load_s: float) -> Config:
-        """Make a configuration known (or refresh its estimates while it is not resident)."""
+    def register(self, key: str, model: str, footprint: int, load_s: float,
+                 parallel: int | None = None) -> Config:
+        """Make a configuration known (or refresh its estimates while it is not resident);
+        `parallel` defaults to the policy's."""
         config = self.configs.get(key)
         if config is None:
             config = self.configs[key] = Config(key, model, footprint, load_s,
-                                                keep_alive_s=self.default_keep_alive_s)
+                                                keep_alive_s=self.default_keep_alive_s,
+                                                parallel=max(1, parallel or self.parallel))
         elif config.state == "absent" and config.loads == 0:
             config.footprint, config.load_s = footprint, load_s
         return config
@@ -139,7 +143,7 @@ class Core:
 
     def retry_after(self) -> int:
         """Seconds a refused client should wait: roughly how long the queue takes to drain."""
-        work = sum(len(c.queue) * c.service_s for c in self.configs.values()) / self.parallel
+        work = sum(len(c.queue) * c.service_s / c.parallel for c in self.configs.values())
         return max(1, min(60, math.ceil(work / max(1, len(self.configs)))))
 
     def cancel(self, ticket_id: int) -> bool:
@@ -228,7 +232,7 @@ class Core:
 
     # helpers for policies
     def start(self, config: Config, now: float, limit: int | None = None) -> Start | None:
-        room = self.parallel - config.in_flight if limit is None else limit
+        room = config.parallel - config.in_flight if limit is None else limit
         taken: list[int] = []
         while config.queue and room > 0:
             ticket = config.queue.popleft()

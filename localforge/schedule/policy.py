@@ -39,7 +39,7 @@ class Fifo(Core):
             if not waiting:
                 return actions
             head = min(waiting, key=self.waiting_since)
-            if head.state == "ready" and head.in_flight < self.parallel:
+            if head.state == "ready" and head.in_flight < head.parallel:
                 started = self.start(head, now, limit=1)
                 if started:
                     actions.append(started)
@@ -94,7 +94,7 @@ class Forge(Core):
     def _occupancy(self, config: Config, now: float) -> float:
         """How long a configuration keeps the GPU once its head request has started."""
         held = config.service_s
-        if len(config.queue) > self.parallel:
+        if len(config.queue) > config.parallel:
             held = max(held, self.resident_floor(config))
         return held
 

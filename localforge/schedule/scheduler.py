@@ -99,6 +99,12 @@ class Scheduler:
             return int(size), int(context)
         return entry.card.size, entry.card.context_length
 
+    @staticmethod
+    def _parallel(entry: Entry) -> int | None:
+        """The model's own number of slots, when its backend has one (else the policy's)."""
+        slots = getattr(entry.backend, "parallel", None)
+        return int(slots(entry.card)) if callable(slots) else None
+
     def expected_load_s(self, card: ModelCard) -> float:
         if self.is_resident(card.name):
             return 0.0
@@ -126,7 +132,8 @@ class Scheduler:
         key = self.key(entry.card, options, embedding)
         size, context = self._footprint(entry, options, embedding)
         self._placements[key] = Placement(entry, dict(options), embedding, context)
-        self.policy.register(key, entry.card.name, size, self.expected_load_s(entry.card) or 0.5)
+        self.policy.register(key, entry.card.name, size, self.expected_load_s(entry.card) or 0.5,
+                             self._parallel(entry))
         ticket = Ticket(next(self._ids), key, self.clock(), keep_alive_s)
         try:
             self.policy.submit(ticket)

@@ -27,8 +27,11 @@ from localforge.server.services import Services, client_address
 
 
 def _usage(final: Final) -> ow.Usage:
-    return ow.Usage(prompt_tokens=final.prompt_tokens, completion_tokens=final.eval_tokens,
-                    total_tokens=final.prompt_tokens + final.eval_tokens)
+    """OpenAI counts the whole prompt, and the part its cache served apart."""
+    prompt = final.prompt_tokens + final.cached_tokens
+    return ow.Usage(prompt_tokens=prompt, completion_tokens=final.eval_tokens,
+                    total_tokens=prompt + final.eval_tokens,
+                    prompt_tokens_details=ow.PromptTokensDetails(final.cached_tokens) if final.cached_tokens else None)
 
 
 def _stream_error(message: str) -> dict[str, Any]:

@@ -105,10 +105,15 @@ class EmbeddingRequest(Struct):
 
 
 # responses
-class Usage(Struct):
+class PromptTokensDetails(Struct):
+    cached_tokens: int = 0
+
+
+class Usage(Struct, kw_only=True, omit_defaults=True):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None  # when the prompt cache served some
 
 
 class FunctionOut(Struct):

@@ -1,0 +1,295 @@
+"""Continuous batching: one llama.cpp context, `parallel` sequences, one decode loop.
+
+Each slot is a llama.cpp sequence with `num_ctx` cells of its own (a non-unified KV cache of
+`num_ctx x parallel`). Every `step` decodes one batch: the next token of each answering sequence,
+plus as much of newly admitted prompts as the batch has room for. A sequence joins between steps
+and leaves as soon as it ends or is cancelled. Each keeps its own sampler chain (options, seed,
+grammar), stop strings and token cap. A slot remembers the tokens its cells hold, so the next
+turn of a conversation evaluates only what is new (the prompt cache).
+
+Runs only inside a runner process.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp.llama_cpp as llama
+from llama_cpp._logger import set_verbose
+from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+from localforge.runner.engine import RequestError
+from localforge.runner.protocol import Done, Failed, Infer, Load, Piece
+
+Event = Piece | Done | Failed
+_backend_ready = False
+
+
+def _init_backend() -> None:
+    global _backend_ready  # llama.cpp's process-wide init, once per runner process
+    if not _backend_ready:
+        set_verbose(False)  # llama.cpp's errors only, so that a crash's stderr tail says why
+        llama.llama_backend_init()
+        _backend_ready = True
+
+
+# llama.h: llama_sampler_init_penalties(int32 last_n, float repeat, float freq, float present);
+# llama-cpp-python 0.3.36 declares an extra int32, so call the symbol with its real signature
+_penalties = ctypes.CFUNCTYPE(llama.llama_sampler_p_ctypes, ctypes.c_int32, ctypes.c_float, ctypes.c_float,
+                              ctypes.c_float)(("llama_sampler_init_penalties", llama._lib))
+
+
+@dataclass(slots=True)
+class Sequence:
+    request: Infer
+    slot: int
+    prompt: list[int]
+    pending: list[int]  # prompt tokens not evaluated yet
+    sampler: Any
+    max_tokens: int
+    stops: list[str]
+    started_ns: int
+    reused: int  # prompt tokens the slot's cells already held (the prompt cache)
+    last: int | None = None  # the sampled token to feed next
+    generated: list[int] = field(default_factory=list)
+    held: str = ""  # text not sent yet: it may be the start of a stop string
+    first_ns: int = 0
+    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
+
+
+class Slots:
+    def __init__(self, load: Load) -> None:
+        _init_backend()
+        p = load.params
+        model_params = llama.llama_model_default_params()
+        model_params.n_gpu_layers = 0x7FFFFFFF if int(p.get("n_gpu_layers", -1)) == -1 else int(p["n_gpu_layers"])
+        mmap, mlock = bool(p.get("use_mmap", True)), bool(p.get("use_mlock", False))
+        model_params.load_mode = (llama.LLAMA_LOAD_MODE_MMAP_MLOCK if mmap and mlock else
+                                  llama.LLAMA_LOAD_MODE_MLOCK if mlock else
+                                  llama.LLAMA_LOAD_MODE_MMAP if mmap else llama.LLAMA_LOAD_MODE_NONE)
+        if load.safe_mode:
+            model_params.use_extra_bufts = False
+        started = time.perf_counter_ns()
+        self.model = llama.llama_model_load_from_file(str(p["model_path"]).encode(), model_params)
+        if not self.model:
+            raise RequestError("backend", f"llama.cpp could not load the model {p['model_path']}")
+        self.parallel = max(1, load.parallel)
+        self.n_ctx = int(p["n_ctx"])  # per sequence
+        self.n_batch = max(1, int(p.get("n_batch", 512)))
+        ctx_params = llama.llama_context_default_params()
+        ctx_params.n_ctx = self.n_ctx * self.parallel
+        ctx_params.n_batch = ctx_params.n_ubatch = self.n_batch
+        ctx_params.n_seq_max = self.parallel
+        ctx_params.kv_unified = False  # each sequence its own num_ctx cells
+        ctx_params.n_threads = ctx_params.n_threads_batch = int(p.get("n_threads") or 1)
+        self.ctx = llama.llama_init_from_model(self.model, ctx_params)
+        if not self.ctx:
+            llama.llama_model_free(self.model)
+            raise RequestError("backend", "llama.cpp could not create a context (out of memory?)")
+        self.load_ns = time.perf_counter_ns() - started
+        self.vocab = llama.llama_model_get_vocab(self.model)
+        self.n_vocab = llama.llama_vocab_n_tokens(self.vocab)
+        self.memory = llama.llama_get_memory(self.ctx)
+        self.batch = llama.llama_batch_init(self.n_batch, 0, 1)
+        self.cached: list[list[int]] = [[] for _ in range(self.parallel)]  # tokens each slot's cells hold
+        self.active: dict[int, Sequence] = {}  # request id -> sequence
+        self._piece = ctypes.create_string_buffer(256)
+
+    def close(self) -> None:
+        for sequence in self.active.values():
+            llama.llama_sampler_free(sequence.sampler)
+        llama.llama_batch_free(self.batch)
+        llama.llama_free(self.ctx)
+        llama.llama_model_free(self.model)
+
+    # tokens
+    def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        data = text.encode()
+        room = len(data) + 8
+        buffer = (llama.llama_token * room)()
+        n = llama.llama_tokenize(self.vocab, data, len(data), buffer, room, add_bos, True)
+        if n < 0:
+            buffer = (llama.llama_token * -n)()
+            n = llama.llama_tokenize(self.vocab, data, len(data), buffer, -n, add_bos, True)
+        return list(buffer[:n])
+
+    def _piece_bytes(self, token: int) -> bytes:
+        n = llama.llama_token_to_piece(self.vocab, token, self._piece, len(self._piece), 0, False)
+        return self._piece.raw[:n] if n > 0 else b""
+
+    # admission
+    @property
+    def free(self) -> int:
+        return self.parallel - len(self.active)
+
+    def admit(self, request: Infer) -> None:
+        """Start a sequence in the free slot whose cells share the longest prefix with its prompt."""
+        prompt = self.tokenize(request.text, request.add_bos)
+        if len(prompt) >= self.n_ctx:
+            raise RequestError("bad_request", f"the prompt is {len(prompt)} tokens, more than the "
+                               f"model's context of {self.n_ctx} (set options.num_ctx)")
+        if not prompt:
+            raise RequestError("bad_request", "the prompt is empty")
+        busy = {s.slot for s in self.active.values()}
+        slot, reused = max(((s, _common(self.cached[s], prompt)) for s in range(self.parallel) if s not in busy),
+                           key=lambda found: found[1])
+        reused = min(reused, len(prompt) - 1)  # evaluate at least one token, for its logits
+        llama.llama_memory_seq_rm(self.memory, slot, reused, -1)
+        self.cached[slot] = prompt[:reused]
+        sampling = request.sampling
+        max_tokens = min(int(sampling["max_tokens"]), self.n_ctx - len(prompt))
+        self.active[request.id] = Sequence(
+            request, slot, prompt, prompt[reused:], self._sampler(sampling, request.format), max_tokens,
+            [s for s in sampling.get("stop", []) if s], time.perf_counter_ns(), reused)
+
+    def _sampler(self, o: dict[str, Any], schema: str | dict[str, Any] | None) -> Any:
+        chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+        if schema not in (None, ""):
+            grammar = _grammar_text(schema)
+            sampler = llama.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
+            if not sampler:
+                llama.llama_sampler_free(chain)
+                raise RequestError("bad_request", "invalid format: llama.cpp cannot build a grammar from it")
+            llama.llama_sampler_chain_add(chain, sampler)
+        add = lambda sampler: llama.llama_sampler_chain_add(chain, sampler)  # noqa: E731
+        add(_penalties(64, float(o.get("repeat_penalty", 1.0)), float(o.get("frequency_penalty", 0.0)),
+                       float(o.get("presence_penalty", 0.0))))
+        seed = o.get("seed")
+        seed = llama.LLAMA_DEFAULT_SEED if seed is None else int(seed) & 0xFFFFFFFF
+        temperature = float(o.get("temperature", 0.8))
+        if temperature <= 0:
+            add(llama.llama_sampler_init_greedy())
+        elif int(o.get("mirostat_mode", 0)) == 2:
+            add(llama.llama_sampler_init_temp(temperature))
+            add(llama.llama_sampler_init_mirostat_v2(seed, float(o.get("mirostat_tau", 5.0)),
+                                                     float(o.get("mirostat_eta", 0.1))))
+        else:
+            add(llama.llama_sampler_init_top_k(int(o.get("top_k", 40))))
+            add(llama.llama_sampler_init_typical(float(o.get("typical_p", 1.0)), 1))
+            add(llama.llama_sampler_init_top_p(float(o.get("top_p", 0.9)), 1))
+            add(llama.llama_sampler_init_min_p(float(o.get("min_p", 0.0)), 1))
+            add(llama.llama_sampler_init_temp(temperature))
+            add(llama.llama_sampler_init_dist(seed))
+        return chain
+
+    def cancel(self, request_id: int) -> Done | None:
+        sequence = self.active.get(request_id)
+        return None if sequence is None else self._finish(sequence, "cancel")
+
+    # the loop
+    def step(self) -> list[Event]:
+        """Decode one batch for every active sequence; the pieces and ends it produced."""
+        outputs = self._fill_batch()
+        if not outputs:
+            return []
+        result = llama.llama_decode(self.ctx, self.batch)
+        if result != 0:
+            return [self._fail(s, f"llama_decode failed ({result})") for s in list(self.active.values())]
+        events: list[Event] = []
+        for index, sequence in outputs:
+            token = llama.llama_sampler_sample(sequence.sampler, self.ctx, index)
+            sequence.first_ns = sequence.first_ns or time.perf_counter_ns()
+            events += self._advance(sequence, token)
+        return events
+
+    def _fill_batch(self) -> list[tuple[int, Sequence]]:
+        """Put each answering sequence's last token, then waiting prompt tokens, in the batch;
+        return the batch positions whose logits are sampled, with their sequences."""
+        batch, n, outputs = self.batch, 0, []
+
+        def put(token: int, sequence: Sequence, logits: bool) -> None:
+            nonlocal n
+            batch.token[n], batch.pos[n] = token, len(self.cached[sequence.slot])
+            batch.n_seq_id[n], batch.seq_id[n][0], batch.logits[n] = 1, sequence.slot, logits
+            self.cached[sequence.slot].append(token)
+            if logits:
+                outputs.append((n, sequence))
+            n += 1
+
+        for sequence in self.active.values():
+            if sequence.last is not None:
+                put(sequence.last, sequence, True)
+                sequence.last = None
+        for sequence in self.active.values():
+            while sequence.pending and n < self.n_batch:
+                token = sequence.pending.pop(0)
+                put(token, sequence, not sequence.pending)
+        batch.n_tokens = n
+        return outputs
+
+    def _advance(self, sequence: Sequence, token: int) -> list[Event]:
+        if llama.llama_vocab_is_eog(self.vocab, token):
+            return self._end(sequence, "stop")
+        sequence.generated.append(token)
+        sequence.held += sequence.decoder.decode(self._piece_bytes(token))
+        events: list[Event] = []
+        for stop in sequence.stops:
+            at = sequence.held.find(stop)
+            if at >= 0:
+                sequence.held = sequence.held[:at]
+                return self._end(sequence, "stop")
+        keep = _held_back(sequence.held, sequence.stops)
+        ready, sequence.held = sequence.held[:len(sequence.held) - keep], sequence.held[len(sequence.held) - keep:]
+        if ready:
+            events.append(Piece(sequence.request.id, ready))
+        if len(sequence.generated) >= sequence.max_tokens:
+            return events + self._end(sequence, "length")
+        sequence.last = token
+        return events
+
+    def _end(self, sequence: Sequence, reason: str) -> list[Event]:
+        events: list[Event] = []
+        if sequence.held:
+            events.append(Piece(sequence.request.id, sequence.held))
+            sequence.held = ""
+        return [*events, self._finish(sequence, reason)]
+
+    def _finish(self, sequence: Sequence, reason: str) -> Done:
+        del self.active[sequence.request.id]
+        llama.llama_sampler_free(sequence.sampler)
+        ended = time.perf_counter_ns()
+        first = sequence.first_ns or ended
+        return Done(sequence.request.id, reason, prompt_tokens=len(sequence.prompt) - sequence.reused,
+                    eval_tokens=len(sequence.generated), prompt_ns=first - sequence.started_ns,
+                    eval_ns=ended - first,
+                    context=[*sequence.prompt, *sequence.generated] if sequence.request.want_context else None,
+                    cached_tokens=sequence.reused)
+
+    def _fail(self, sequence: Sequence, message: str) -> Failed:
+        del self.active[sequence.request.id]
+        llama.llama_sampler_free(sequence.sampler)
+        llama.llama_memory_seq_rm(self.memory, sequence.slot, -1, -1)
+        self.cached[sequence.slot] = []
+        return Failed(sequence.request.id, "backend", message)
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """How much of the end of `text` may be the start of a stop string."""
+    return max((i for stop in stops for i in range(min(len(stop) - 1, len(text)), 0, -1)
+                if text.endswith(stop[:i])), default=0)
+
+
+def _grammar_text(schema: str | dict[str, Any]) -> str:
+    if schema == "json":
+        return JSON_GBNF
+    if isinstance(schema, dict):
+        try:
+            return json_schema_to_gbnf(json.dumps(schema))
+        except Exception as exc:  # the converter raises bare Exceptions
+            raise RequestError("bad_request", f"invalid format schema: {exc}") from exc
+    raise RequestError("bad_request", "format must be \"json\" or a JSON schema object")
+
