@@ -21,13 +21,13 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 import pluggy
-import sqlite_utils
 
 from localforge import plugins
 from localforge.backends.base import ModelCard, ModelDetails
 from localforge.config import Settings
 from localforge.errors import BadRequest, NotFound
 from localforge.inference import Inference
+from localforge.memory.db import Database
 from localforge.memory.outcomes import Memory
 from localforge.profile.base import Profile
 from localforge.profile.profiler import Profiling
@@ -210,7 +210,7 @@ def explain(routed: Routed) -> dict[str, Any]:
     }
 
 
-def build(settings: Settings, pm: pluggy.PluginManager, db: sqlite_utils.Database,
+def build(settings: Settings, pm: pluggy.PluginManager, db: Database,
           registry: Registry, latency: Residency | None = None) -> Routing | None:
     """The `auto` model's routing, opened; None (and `auto` unavailable) without an embedder."""
     try:
