@@ -18,7 +18,7 @@ import anyio
 import pluggy
 from anyio.abc import TaskGroup
 
-from localforge.errors import LocalForgeError
+from localforge.errors import BackendFailed, LocalForgeError, Unavailable
 from localforge.inference import Delta, Embedding, Event, Final, Inference
 from localforge.memory.records import Recorder, RequestRecord
 from localforge.plugins import call_all
@@ -29,6 +29,21 @@ from localforge.route.registry import Entry, Registry
 from localforge.schedule.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+
+
+def is_model_fault(exc: BaseException) -> bool:
+    """Whether an error is the model's own: its backend failed or crashed (BackendFailed), its
+    endpoint is down (Unavailable), or something unexpected broke. Only these teach the router
+    and hand the request to the next candidate; a client's error (BadRequest, Unsupported), a
+    cancellation or a client gone (Canceled) and a full queue (ServerBusy) say nothing of it."""
+    return isinstance(exc, BackendFailed | Unavailable) or not isinstance(exc, LocalForgeError)
+
+
+def capped_by_client(request: Inference, final: Final) -> bool:
+    """An answer cut off by the client's own num_predict, not by the model's context or a cap
+    the server set (a model's parameters): the answer may well have been fine."""
+    cap = int(request.options.get("num_predict") or -1)
+    return cap > 0 and final.eval_tokens >= cap
 
 
 @dataclass(slots=True)
@@ -78,8 +93,9 @@ class Pipeline:
 
     async def _serve_routed(self, routed: Routed, request: Inference, record: RequestRecord,
                             headers: dict[str, str]) -> AsyncIterator[Event]:
-        """Serve with the chosen model; if it fails before its first token, the next candidate
-        serves instead (the headers, still unsent, are updated) and the failure is an outcome."""
+        """Serve with the chosen model; if a model fault stops it before its first token, the
+        next candidate serves instead (the headers, still unsent, are updated). A model fault is
+        an outcome; any other error goes to the client as it is."""
         assert self.routing is not None
         order = routed.decision.order
         for i, model in enumerate(order):
@@ -92,14 +108,16 @@ class Pipeline:
                     started = True
                     if isinstance(event, Delta):
                         answer.append(event.text)
-                    elif event.done_reason == "length":
+                    elif event.done_reason == "length" and not capped_by_client(request, event):
                         await self.routing.signal(request.request_id, model, "length")
                     yield event
                 self._evaluate_later(request, model, "".join(answer))
                 return
             except anyio.get_cancelled_exc_class():
                 raise
-            except Exception:
+            except Exception as exc:
+                if not is_model_fault(exc):
+                    raise
                 await self.routing.signal(request.request_id, model, "error")
                 if started or i == len(order) - 1:
                     raise
