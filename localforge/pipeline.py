@@ -50,7 +50,7 @@ def capped_by_client(request: Inference, final: Final) -> bool:
 class Served:
     """A request on its way: the model that serves it and the stream of its answer."""
 
-    entry: Entry
+    entry: Entry | None  # None: auto's load and unload forms, which no model serves
     events: AsyncIterator[Event]
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -74,6 +74,9 @@ class Pipeline:
         record = RequestRecord(id=request.request_id, endpoint=endpoint,
                                requested_model=request.model, client=request.client)
         try:
+            if self._is_auto_load(request):
+                return Served(None, self._load_auto(request, record),
+                              {"X-LocalForge-Request-Id": request.request_id})
             routed = await self._route_auto(request)
             entry = routed.entries[routed.decision.chosen] if routed else await self.route(request)
         except LocalForgeError as exc:
@@ -85,6 +88,22 @@ class Pipeline:
             return Served(entry, self._serve(entry, request, record), headers)
         headers["X-LocalForge-Route"] = routed.reason
         return Served(entry, self._serve_routed(routed, request, record, headers), headers)
+
+    def _is_auto_load(self, request: Inference) -> bool:
+        preset = preset_of(request.model)
+        if self.routing is None or preset is None or not request.is_load_only:
+            return False
+        self.routing.router.preset(preset or None)  # an unknown preset is still a 400
+        return True
+
+    async def _load_auto(self, request: Inference, record: RequestRecord) -> AsyncIterator[Event]:
+        """auto's load form (`ollama run auto`) and unload form (`ollama stop auto`), answered at
+        once: auto chooses a model per prompt, so none is known before a prompt arrives, and
+        loading a guess could evict the model the first prompt needs. That prompt loads it."""
+        final = Final(done_reason="unload" if request.keep_alive == 0 else "load")
+        record.finish(final)
+        await self._save(record, time.perf_counter_ns())
+        yield final
 
     async def _route_auto(self, request: Inference) -> Routed | None:
         if self.routing is None or preset_of(request.model) is None or request.is_load_only:
