@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import ollama
 import pytest
 from conftest import RunningServer, start_server, stop_server
 from tiny_gguf import write_tiny_llama
 
 BROKEN, TINY, ROOMY, PLAIN = "broken:latest", "tiny:latest", "roomy:latest", "tiny-plain:latest"
-SMALL_CTX, ROOMY_CTX = 256, 1024
+SMALL_CTX, ROOMY_CTX = 256, 2048
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +102,32 @@ def test_auto_learns_only_from_model_faults(server: RunningServer) -> None:
     assert bad.status_code == 400 and "invalid format schema" in bad.json()["error"]
     learned = outcomes(server, last_routed(server))
     assert [o for o in learned if o[0] != BROKEN] == []
+
+
+def test_ollama_run_auto_loads_and_stop_unloads(server: RunningServer) -> None:
+    """`ollama run auto` first sends a load-only request, `ollama stop auto` an unload. auto
+    chooses per prompt, so there is nothing to load yet: both are answered at once, and the
+    first real prompt loads what it needs."""
+    client = ollama.Client(host=server.url, timeout=30)
+    loaded = client.chat("auto", messages=[])
+    assert loaded.done and loaded.done_reason == "load" and loaded.message.content == ""
+    assert client.generate("auto:cheap").done_reason == "load"
+    assert client.generate("auto", keep_alive=0).done_reason == "unload"
+    assert client.chat("auto", messages=[], keep_alive=0).done_reason == "unload"
+    with pytest.raises(ollama.ResponseError) as unknown:
+        client.chat("auto:nonsense", messages=[])
+    assert unknown.value.status_code == 400 and "unknown routing preset" in unknown.value.error
+
+
+def test_the_context_policy_checks_the_context_a_model_is_loaded_with(server: RunningServer) -> None:
+    """Every tiny model was trained on 2048 tokens but is loaded with the server's default of
+    256; only roomy is loaded with all 2048. A prompt of about 400 tokens fits roomy alone."""
+    long = "the a is of and to " * 65
+    plan = httpx.post(server.url + "/api/route", json={"model": "auto", "prompt": long}, timeout=60).json()
+    assert plan["model"] == ROOMY
+    for model in (BROKEN, TINY, PLAIN):
+        assert plan["removed"][model].startswith("context:") and f"context of {SMALL_CTX}" in plan["removed"][model]
+    served = chat(server, long, options={"num_predict": 2})
+    assert served.status_code == 200, served.text
+    assert served.headers["X-LocalForge-Model"] == ROOMY
+    assert not served.headers["X-LocalForge-Route"].startswith("fallback")
