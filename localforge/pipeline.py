@@ -168,7 +168,8 @@ class Pipeline:
                 await self.scheduler.unload(entry)
                 yield Final(done_reason="unload")
                 return
-            async with self.scheduler.slot(entry, request.options, request.keep_alive) as grant:
+            async with self.scheduler.slot(entry, request.options, request.keep_alive,
+                                           until_disconnected=request.until_disconnected) as grant:
                 if request.is_load_only:  # the scheduler loaded it to grant the slot
                     yield Final(done_reason="load", load_ns=grant.load_ns)
                     return
@@ -202,8 +203,8 @@ class Pipeline:
         try:
             entry = await self.route(request)
             record.served_model, record.backend = entry.card.name, entry.backend.name
-            async with self.scheduler.slot(entry, request.options, request.keep_alive,
-                                           embedding=True) as grant:
+            async with self.scheduler.slot(entry, request.options, request.keep_alive, embedding=True,
+                                           until_disconnected=request.until_disconnected) as grant:
                 result = await entry.backend.embed(entry.card, texts, request.options, truncate)
             result.load_ns = result.load_ns or grant.load_ns
         except LocalForgeError as exc:

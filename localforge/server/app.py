@@ -20,7 +20,6 @@ from localforge.memory.records import Recorder
 from localforge.pipeline import Pipeline
 from localforge.route import auto
 from localforge.route.registry import Registry
-from localforge.schedule.disconnect import watch_disconnect
 from localforge.schedule.scheduler import Scheduler
 from localforge.server import errors, metrics, ollama_inference, ollama_manage, ollama_models, openai_api, routing_api
 from localforge.server.services import Services, provide_services
@@ -85,7 +84,6 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
     return Litestar(
         route_handlers=[*ollama_models.ROUTES, *ollama_inference.ROUTES, *ollama_manage.ROUTES,
                         *openai_api.ROUTES, *metrics.ROUTES, *routing_api.ROUTES],
-        middleware=[watch_disconnect],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
