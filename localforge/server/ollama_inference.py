@@ -32,7 +32,7 @@ def _generate_chunk(inference: Inference, event: Event) -> wire.GenerateChunk:
                                   done=True, context=event.context, request_id=inference.request_id,
                                   **_metrics(event))
     return wire.GenerateChunk(model=inference.model, created_at=timefmt.now(),
-                              response=event.text, done=False)
+                              response=event.text, thinking=event.thinking or None, done=False)
 
 
 def _chat_chunk(inference: Inference, event: Event) -> wire.ChatChunk:
@@ -40,7 +40,7 @@ def _chat_chunk(inference: Inference, event: Event) -> wire.ChatChunk:
         return wire.ChatChunk(model=inference.model, created_at=timefmt.now(),
                               message=wire.ReplyMessage(role="assistant", content=""), done=True,
                               request_id=inference.request_id, **_metrics(event))
-    message = wire.ReplyMessage(role="assistant", content=event.text,
+    message = wire.ReplyMessage(role="assistant", content=event.text, thinking=event.thinking or None,
                                tool_calls=_wire_calls(event.tool_calls) or None)
     return wire.ChatChunk(model=inference.model, created_at=timefmt.now(), message=message, done=False)
 
@@ -55,7 +55,7 @@ async def generate(request: Request, services: Services) -> Response[Any] | Stre
         return streams.ndjson(served.events, lambda e: _generate_chunk(inference, e), served.headers)
     served, answer = await streams.whole(services, inference, "/api/generate")
     chunk = _generate_chunk(inference, answer.final)
-    chunk.response = answer.text
+    chunk.response, chunk.thinking = answer.text, answer.thinking or None
     return Response(chunk, headers=served.headers)
 
 
