@@ -70,6 +70,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
         async with anyio.create_task_group() as tg:
             tg.start_soon(services.scheduler.run)
             services.pipeline.background = tg  # evaluators grade answers after they are sent
+            services.registry.background = tg  # model listings, off the request path
             try:
                 yield
             finally:
