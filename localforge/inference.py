@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Format = str | dict[str, Any] | None  # None, "json", or a JSON schema
 Kind = Literal["chat", "generate"]
+# returns when the client that sent a request has gone away
+UntilDisconnected = Callable[[], Awaitable[None]]
 
 
 def new_call_id() -> str:
@@ -57,6 +60,8 @@ class Inference:
     client: str = ""
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     received_ns: int = field(default_factory=time.monotonic_ns)
+    # the client's disconnect, passed along with its request; None: no client to lose (the judge)
+    until_disconnected: UntilDisconnected | None = field(default=None, repr=False)
 
     @property
     def is_load_only(self) -> bool:

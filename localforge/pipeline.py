@@ -18,7 +18,7 @@ import anyio
 import pluggy
 from anyio.abc import TaskGroup
 
-from localforge.errors import LocalForgeError, RunnerCrashed
+from localforge.errors import BackendFailed, LocalForgeError, RunnerCrashed, Unavailable
 from localforge.inference import Delta, Embedding, Event, Final, Inference
 from localforge.memory.records import Recorder, RequestRecord
 from localforge.plugins import call_all
@@ -31,11 +31,26 @@ from localforge.schedule.scheduler import Scheduler
 log = logging.getLogger(__name__)
 
 
+def is_model_fault(exc: BaseException) -> bool:
+    """Whether an error is the model's own: its backend failed or crashed (BackendFailed), its
+    endpoint is down (Unavailable), or something unexpected broke. Only these teach the router
+    and hand the request to the next candidate; a client's error (BadRequest, Unsupported), a
+    cancellation or a client gone (Canceled) and a full queue (ServerBusy) say nothing of it."""
+    return isinstance(exc, BackendFailed | Unavailable) or not isinstance(exc, LocalForgeError)
+
+
+def capped_by_client(request: Inference, final: Final) -> bool:
+    """An answer cut off by the client's own num_predict, not by the model's context or a cap
+    the server set (a model's parameters): the answer may well have been fine."""
+    cap = int(request.options.get("num_predict") or -1)
+    return cap > 0 and final.eval_tokens >= cap
+
+
 @dataclass(slots=True)
 class Served:
     """A request on its way: the model that serves it and the stream of its answer."""
 
-    entry: Entry
+    entry: Entry | None  # None: auto's load and unload forms, which no model serves
     events: AsyncIterator[Event]
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -59,6 +74,9 @@ class Pipeline:
         record = RequestRecord(id=request.request_id, endpoint=endpoint,
                                requested_model=request.model, client=request.client)
         try:
+            if self._is_auto_load(request):
+                return Served(None, self._load_auto(request, record),
+                              {"X-LocalForge-Request-Id": request.request_id})
             routed = await self._route_auto(request)
             entry = routed.entries[routed.decision.chosen] if routed else await self.route(request)
         except LocalForgeError as exc:
@@ -71,6 +89,22 @@ class Pipeline:
         headers["X-LocalForge-Route"] = routed.reason
         return Served(entry, self._serve_routed(routed, request, record, headers), headers)
 
+    def _is_auto_load(self, request: Inference) -> bool:
+        preset = preset_of(request.model)
+        if self.routing is None or preset is None or not request.is_load_only:
+            return False
+        self.routing.router.preset(preset or None)  # an unknown preset is still a 400
+        return True
+
+    async def _load_auto(self, request: Inference, record: RequestRecord) -> AsyncIterator[Event]:
+        """auto's load form (`ollama run auto`) and unload form (`ollama stop auto`), answered at
+        once: auto chooses a model per prompt, so none is known before a prompt arrives, and
+        loading a guess could evict the model the first prompt needs. That prompt loads it."""
+        final = Final(done_reason="unload" if request.keep_alive == 0 else "load")
+        record.finish(final)
+        await self._save(record, time.perf_counter_ns())
+        yield final
+
     async def _route_auto(self, request: Inference) -> Routed | None:
         if self.routing is None or preset_of(request.model) is None or request.is_load_only:
             return None
@@ -78,8 +112,9 @@ class Pipeline:
 
     async def _serve_routed(self, routed: Routed, request: Inference, record: RequestRecord,
                             headers: dict[str, str]) -> AsyncIterator[Event]:
-        """Serve with the chosen model; if it fails before its first token, the next candidate
-        serves instead (the headers, still unsent, are updated) and the failure is an outcome."""
+        """Serve with the chosen model; if a model fault stops it before its first token, the
+        next candidate serves instead (the headers, still unsent, are updated). A model fault is
+        an outcome; any other error goes to the client as it is."""
         assert self.routing is not None
         order = routed.decision.order
         for i, model in enumerate(order):
@@ -92,14 +127,16 @@ class Pipeline:
                     started = True
                     if isinstance(event, Delta):
                         answer.append(event.text)
-                    elif event.done_reason == "length":
+                    elif event.done_reason == "length" and not capped_by_client(request, event):
                         await self.routing.signal(request.request_id, model, "length")
                     yield event
                 self._evaluate_later(request, model, "".join(answer))
                 return
             except anyio.get_cancelled_exc_class():
                 raise
-            except Exception:
+            except Exception as exc:
+                if not is_model_fault(exc):
+                    raise
                 await self.routing.signal(request.request_id, model, "error")
                 if started or i == len(order) - 1:
                     raise
@@ -134,7 +171,8 @@ class Pipeline:
             for attempt in (1, 2):
                 answered = False
                 try:
-                    async with self.scheduler.slot(entry, request.options, request.keep_alive) as grant:
+                    async with self.scheduler.slot(entry, request.options, request.keep_alive,
+                                                   until_disconnected=request.until_disconnected) as grant:
                         if request.is_load_only:  # the scheduler loaded it to grant the slot
                             yield Final(done_reason="load", load_ns=grant.load_ns)
                             return
@@ -187,8 +225,8 @@ class Pipeline:
         """Embed; a runner that crashes is replaced once."""
         for attempt in (1, 2):
             try:
-                async with self.scheduler.slot(entry, request.options, request.keep_alive,
-                                               embedding=True) as grant:
+                async with self.scheduler.slot(entry, request.options, request.keep_alive, embedding=True,
+                                               until_disconnected=request.until_disconnected) as grant:
                     result = await entry.backend.embed(entry.card, texts, request.options, truncate)
                 result.load_ns = result.load_ns or grant.load_ns
                 return result

@@ -4,7 +4,8 @@
 
 `always500` answers 500, quoting the Authorization header it got (as careless servers do);
 `twice500` fails twice then answers; `ratelimited` answers 429; `dies` streams three pieces and
-then kills its own process; `ok` answers "fine". GET /hits tells how often each was asked and
+then kills its own process; `ok` answers "fine"; `thinker` reasons ("Let me think.") before it
+answers "fine", as reasoning models do (`reasoning_content`). GET /hits tells how often each was asked and
 whether any request carried an Authorization header.
 """
 
@@ -17,14 +18,16 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-MODELS = ["ok", "always500", "twice500", "ratelimited", "dies"]
+MODELS = ["ok", "always500", "twice500", "ratelimited", "dies", "thinker"]
+THOUGHTS = ["Let", " me", " think."]
 hits: dict[str, int] = {}
 auth_seen: list[str] = []
 
 
-def chunk(text: str, finish: str | None = None) -> bytes:
+def chunk(text: str, finish: str | None = None, thinking: str = "") -> bytes:
+    delta = {"reasoning_content": thinking} if thinking else {"content": text} if text else {}
     data = {"object": "chat.completion.chunk", "choices": [
-        {"index": 0, "delta": {"content": text} if text else {}, "finish_reason": finish}]}
+        {"index": 0, "delta": delta, "finish_reason": finish}]}
     return b"data: " + json.dumps(data).encode() + b"\n\n"
 
 
@@ -63,11 +66,13 @@ class Handler(BaseHTTPRequestHandler):
             self._json(500, {"error": {"message": f"internal failure handling {auth}"}})
         elif model == "ratelimited":
             self._json(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
-        elif model in ("ok", "twice500", "dies"):
+        elif model in ("ok", "twice500", "dies", "thinker"):
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Connection", "close")  # the body ends when the connection does
             self.end_headers()
+            for thought in THOUGHTS if model == "thinker" else []:
+                self.wfile.write(chunk("", thinking=thought))
             for piece in ["fine", " and", " dandy"]:
                 self.wfile.write(chunk(piece))
                 self.wfile.flush()

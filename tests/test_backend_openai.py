@@ -222,3 +222,17 @@ def test_the_example_config_in_contrib_is_valid() -> None:
     assert [e.prefix for e in parse_openai(settings.section("openai")).endpoints] == ["openai/", ""]
     assert len(parse_ollama(settings.section("ollama")).upstreams) == 2
     assert settings.models[0].name == "qwen2.5-coder:1.5b"
+
+
+def test_thinking_reaches_ollama_clients_streamed_or_not(client: ollama.Client) -> None:
+    ask = [{"role": "user", "content": "Are you sure?"}]
+    chunks = list(client.chat("flaky/thinker", messages=ask, stream=True))
+    assert "".join(c.message.thinking or "" for c in chunks) == "Let me think."
+    assert "".join(c.message.content or "" for c in chunks) == "fine and dandy"
+    whole = client.chat("flaky/thinker", messages=ask)
+    assert whole.message.thinking == "Let me think." and whole.message.content == "fine and dandy"
+    pieces = list(client.generate("flaky/thinker", "Are you sure?", stream=True))
+    assert "".join(p.thinking or "" for p in pieces) == "Let me think."
+    assert "".join(p.response for p in pieces) == "fine and dandy"
+    answer = client.generate("flaky/thinker", "Are you sure?")
+    assert answer.thinking == "Let me think." and answer.response == "fine and dandy"

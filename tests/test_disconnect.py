@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from datetime import UTC, datetime
 
 import httpx
+import pytest
 from conftest import RunningServer
 
 
@@ -34,3 +36,23 @@ def test_closing_the_stream_stops_generation(server: RunningServer) -> None:
             break
         time.sleep(0.1)
     assert status == "canceled"
+
+
+def test_a_non_streamed_request_stops_when_its_client_goes(server: RunningServer) -> None:
+    """`stream: false` has no stream to close: the server must notice the client itself. The
+    request is recorded as canceled, after a few tokens, long before 4000 could be generated."""
+    body = {"model": "smollm2:135m", "prompt": "Write a very long story about a dragon.", "stream": False,
+            "options": {"num_predict": 4000, "temperature": 0.8}}
+    before = time.time()
+    with httpx.Client(base_url=server.url, timeout=3) as client, pytest.raises(httpx.ReadTimeout):
+        client.post("/api/generate", json=body)  # the client gives up after 3 s and hangs up
+    conn = sqlite3.connect(server.data_dir / "localforge.db")
+    deadline, row = time.monotonic() + 15, None
+    while time.monotonic() < deadline and row is None:
+        row = conn.execute("select status, eval_tokens, total_ns from requests where endpoint = '/api/generate' "
+                           "and created_at >= ? and status != 'ok' "
+                           "order by created_at desc", (datetime.fromtimestamp(before, UTC).isoformat(),)).fetchone()
+        time.sleep(0.1)
+    assert row is not None, "the request is still generating for a client that has gone"
+    status, _, total_ns = row
+    assert status == "canceled" and total_ns < 10e9

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import time
+from pathlib import Path
+
 import httpx
 import ollama
+from conftest import start_server, stop_server
 
 
 def test_root_and_version_answer_like_ollama(http: httpx.Client) -> None:
@@ -58,3 +63,35 @@ def test_a_model_without_a_template_gets_a_family_fallback_and_says_so(client: o
 def test_fim_capable_model_advertises_insert(client: ollama.Client) -> None:
     assert "insert" in (client.show("tiny-fim").capabilities or [])
     assert "insert" not in (client.show("tiny").capabilities or [])
+
+
+def test_a_hanging_endpoint_never_slows_local_requests(tmp_path: Path, tiny_models: Path) -> None:
+    """An OpenAI endpoint that accepts connections and never answers: listing its models takes
+    the probe's whole timeout. Local requests are served from the last known list meanwhile."""
+    hanging = socket.socket()
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(64)  # the kernel completes the handshakes; nobody ever reads or answers
+    config = f"""
+[openai]
+refresh_s = 0.5
+probe_timeout_s = 2.0
+
+[[openai.endpoints]]
+name = "hanging"
+base_url = "http://127.0.0.1:{hanging.getsockname()[1]}/v1"
+"""
+    running = start_server(tmp_path, tiny_models, config)
+    try:
+        client = ollama.Client(host=running.url, timeout=60)
+        client.generate("tiny", "hi", options={"num_predict": 1})  # loaded once, before timing
+        slowest, until = 0.0, time.monotonic() + 12  # the registry's 5 s freshness runs out twice
+        while time.monotonic() < until:
+            started = time.monotonic()
+            client.generate("tiny", "hi", options={"num_predict": 1})
+            assert "tiny:latest" in {m.model for m in client.list().models}
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.25)
+        assert slowest < 2.5, f"a local request waited {slowest:.1f} s for the hanging endpoint"
+    finally:
+        stop_server(running)
+        hanging.close()

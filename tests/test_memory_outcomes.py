@@ -3,12 +3,16 @@ reopen, a missing or stale index is rebuilt from sqlite, and store_prompts=false
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import numpy as np
 
 from localforge.memory.db import open_db
 from localforge.memory.outcomes import Memory, Route, prompt_hash
+from localforge.memory.records import Recorder, RequestRecord
 
 DIM = 8
 
@@ -88,3 +92,37 @@ def test_the_same_prompt_again_is_found_within_the_window(tmp_path: Path) -> Non
     assert memory.recent_prompt("what is 2+2", within_s=300, now=1100.0)["request_id"] == "first"
     assert memory.recent_prompt("what is 2+2", within_s=300, now=2000.0) is None
     assert memory.recent_prompt("something else", within_s=300, now=1100.0) is None
+
+
+def test_concurrent_writers_on_the_shared_connection_keep_each_others_rows(tmp_path: Path) -> None:
+    """The recorder and the routing memory write on one sqlite connection from worker threads.
+    A transaction belongs to the connection, not the thread: one writer's rollback (here a route
+    recorded twice) must not take the rows another writer has just inserted."""
+    db = open_db(tmp_path / "localforge.db")
+    recorder = Recorder(db)
+    memory = Memory(db, DIM)
+    memory.open()
+    memory.record_route(Route("taken", "model-a"))
+    saves, clashes = 400, 400
+    failed: list[BaseException] = []
+
+    def clash() -> None:
+        try:
+            memory.record_route(Route("taken", "model-a"))  # the unique request id: rolled back
+        except sqlite3.IntegrityError:
+            return
+        failed.append(AssertionError("a duplicate route was accepted"))
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for i in range(max(saves, clashes)):
+                if i < saves:
+                    tg.start_soon(recorder.save, RequestRecord(id=f"req-{i}", endpoint="/api/chat",
+                                                               requested_model="tiny"))
+                if i < clashes:
+                    tg.start_soon(anyio.to_thread.run_sync, clash)
+
+    anyio.run(main)
+    assert not failed
+    kept = {row[0] for row in sqlite3.connect(tmp_path / "localforge.db").execute("select id from requests")}
+    assert len(kept) == saves, f"{saves - len(kept)} recorded requests were rolled back by another writer"

@@ -79,18 +79,20 @@ def test_a_warmup_explores_uniformly_then_exploration_decays(tmp_path: Path) -> 
 
 def test_bad_outcomes_move_later_decisions(tmp_path: Path) -> None:
     r = router(tmp_path)
-    for i in range(15):
+    before, _ = r.decide(profile("coding", seed=1), [CHEAP, DEAR], "first", "best")
+    assert before.chosen == "dear"
+    # a fixed number of bad outcomes, whichever model each decision chose: the assertions below
+    # then hold with room to spare, not on a floating-point edge
+    for i in range(5):
         p = profile("coding", seed=1)
         d, context = r.decide(p, [CHEAP, DEAR], f"r{i}", "best")
-        if d.chosen != "dear":
-            break
         route_id = r.remember(d, p, context)
         prior = next(s.parts["prior"] for s in d.scored if s.model == "dear")
         r.learn(route_id, "dear", 0.0, "feedback", context, prior)
     after, _ = r.decide(profile("coding", seed=1), [CHEAP, DEAR], "last", "best")
     assert after.chosen == "cheap"
     dear = next(s for s in after.scored if s.model == "dear")
-    assert dear.evidence > 1 and dear.parts["quality"] < 0.3
+    assert dear.evidence > 4 and dear.parts["quality"] < 0.3
 
 
 class Sunny:

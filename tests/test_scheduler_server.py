@@ -95,7 +95,8 @@ def _hold(server: RunningServer) -> None:
     """A slow answer that keeps the model's only slot busy for a few seconds (2000 greedy tokens
     take about 4 s on an idle 2-core machine, longer on a busy one)."""
     httpx.post(server.url + "/api/generate", timeout=300, json={
-        "model": "slow", "prompt": "hi", "stream": False, "options": {"num_predict": 2000, "temperature": 1, "seed": 7}})
+        "model": "slow", "prompt": "hi", "stream": False,
+        "options": {"num_predict": 2000, "temperature": 1, "seed": 7}})
 
 
 def _until(check: object, timeout: float = 20) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import ollama
 import pytest
+from conftest import start_server, stop_server
+from tiny_gguf import write_tiny_llama
 
 from localforge.backends import gotemplate, prompts
 from localforge.errors import BadRequest
@@ -53,3 +58,27 @@ def test_raw_generate_skips_the_template() -> None:
     template = prompts.choose("", {"<|im_start|>"})
     request = Inference(model="x", kind="generate", prompt="<|im_start|>raw", raw=True)
     assert prompts.render_generate(template, request, "", "") == "<|im_start|>raw"
+
+
+def test_a_model_without_an_end_of_turn_it_learned_gets_a_default_cap(tmp_path: Path) -> None:
+    """A base model given a built-in template never learned that template's end of turn: it
+    would generate until the context is full (minutes, for Gemma 3 270M base). Such a model
+    gets a default num_predict, shown in /api/show; a request's own num_predict still wins."""
+    models = tmp_path / "models"
+    models.mkdir()
+    # thousands of plain words make the end-of-text token rare: greedy runs on and on
+    write_tiny_llama(models / "babbler.gguf", chat_template=None, extra_vocab=4000, seed=5)
+    running = start_server(tmp_path, models, "n_threads = 1\n")
+    try:
+        client = ollama.Client(host=running.url, timeout=120)
+        shown = client.show("babbler")
+        cap = int(dict(line.split() for line in (shown.parameters or "").splitlines())["num_predict"])
+        assert 0 < cap <= 1024
+        assert "num_predict" in (shown.modelfile or "") and "end of turn" in (shown.modelfile or "")
+        ask = [{"role": "user", "content": "Tell me about the capital of France."}]
+        reply = client.chat("babbler", messages=ask, options={"temperature": 0})
+        assert reply.done_reason == "length" and reply.eval_count == cap
+        asked = client.chat("babbler", messages=ask, options={"temperature": 0, "num_predict": 7})
+        assert asked.eval_count == 7
+    finally:
+        stop_server(running)

@@ -11,6 +11,10 @@ from localforge.backends.base import ModelCard, ModelDetails
 from localforge.store.layout import Manifest, digest_hex
 
 BACKEND = "llama.cpp"
+# A model whose template is LocalForge's built-in one never learned that template's end of turn
+# (a base model such as Gemma 3 270M): it would generate until its context is full. Its answers
+# stop here unless the request or the model's parameters set num_predict.
+UNTRUSTED_END_NUM_PREDICT = 512
 
 
 def _digest(manifest: Manifest, path: Path) -> str:
@@ -40,6 +44,10 @@ def card_for(manifest: Manifest, path: Path) -> ModelCard:
     parameters = dict(manifest.parameters)
     if template.stop and "stop" not in parameters:
         parameters["stop"] = template.stop
+    if template.source.startswith("built-in") and "num_predict" not in parameters:
+        parameters["num_predict"] = UNTRUSTED_END_NUM_PREDICT
+        notes.append(f"no end of turn of its own: answers stop after {UNTRUSTED_END_NUM_PREDICT} "
+                     "tokens (num_predict) unless a request sets num_predict")
     stat = path.stat()
     return ModelCard(
         name=manifest.model,

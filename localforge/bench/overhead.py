@@ -88,9 +88,7 @@ class RoutingStep:
     """The server's decision for one `auto` request: profile -> policies -> router.decide."""
 
     def __init__(self, settings: Settings, profiling: Profiling) -> None:
-        import sqlite_utils
-
-        from localforge.memory.db import migrate
+        from localforge.memory.db import Database, migrate
         from localforge.memory.outcomes import Memory
         from localforge.route.decision import Candidate
         from localforge.route.registry import DEMO_FACTS, routing_facts
@@ -105,7 +103,7 @@ class RoutingStep:
                                                     context_length=128000, quality={"general": 0.8})
         names = sorted({*DEMO_FACTS, *configured})
         self.candidates = [Candidate(m, routing_facts(m, None, configured)) for m in names]
-        self.db = sqlite_utils.Database(memory=True)
+        self.db = Database(memory=True)
         migrate(self.db)
         dimensions = getattr(profiling.embedder, "dimensions", 384)
         self.memory = Memory(self.db, dimensions)

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sqlite_utils
 
 from localforge import plugins
 from localforge.bench import embeddings, metrics
 from localforge.config import Settings
 from localforge.errors import BadRequest
 from localforge.inference import Inference
-from localforge.memory.db import migrate
+from localforge.memory.db import Database, migrate
 from localforge.memory.outcomes import Memory
 from localforge.profile.base import Profile
 from localforge.profile.profiler import Profiling
@@ -161,7 +160,7 @@ class Replay:
         cost_weight = dial / max(typical - cheap, 1e-12)
         router_settings = self.settings.router
         presets = {**router_settings.presets, "replay": Preset(cost_weight=cost_weight)}
-        db = sqlite_utils.Database(memory=True)
+        db = Database(memory=True)
         migrate(db)
         memory = Memory(db, self.vectors.shape[1], store_prompts=router_settings.store_prompts)
         memory.open()

@@ -7,13 +7,35 @@ Never edit a migration that has shipped: add the next one.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
 Migration = Callable[[sqlite_utils.Database], None]
+
+
+class Database(sqlite_utils.Database):
+    """sqlite-utils' database with the one lock every writer on its connection holds.
+
+    A transaction belongs to the connection, not to the thread that began it: one writer's
+    commit or rollback would end another's. The recorder and the routing memory write from
+    worker threads, so each write is `with db.writing(): ...`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.write_lock = threading.RLock()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """One transaction, committed on success and rolled back on error, under the lock."""
+        with self.write_lock, self.conn:
+            yield
 
 
 def m001_create_requests(db: sqlite_utils.Database) -> None:
@@ -65,10 +87,10 @@ def migrate(db: sqlite_utils.Database, migrations: list[Migration] | None = None
     return applied
 
 
-def open_db(path: Path) -> sqlite_utils.Database:
+def open_db(path: Path) -> Database:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # the recorder writes from worker threads, one at a time under its lock
-    db = sqlite_utils.Database(sqlite3.connect(path, check_same_thread=False))
+    # shared by the recorder and the routing memory, whose worker threads take `writing()`
+    db = Database(sqlite3.connect(path, check_same_thread=False))
     db.conn.execute("PRAGMA journal_mode=WAL")
     db.conn.execute("PRAGMA synchronous=NORMAL")
     db.conn.execute("PRAGMA busy_timeout=5000")

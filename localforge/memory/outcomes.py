@@ -11,15 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sqlite_utils
 
+from localforge.memory.db import Database
 from localforge.memory.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ def prompt_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def delete_routes(db: sqlite_utils.Database, before: float | None = None) -> list[int]:
+def delete_routes(db: Database, before: float | None = None) -> list[int]:
     """Delete the routes created before a time (all of them: None) and their outcomes, with
     their bytes overwritten; returns the deleted route ids. The caller holds the write lock."""
     where, params = ("where created_at < ?", [before]) if before is not None else ("", [])
@@ -74,7 +73,7 @@ class Neighbour:
 
 
 class Memory:
-    def __init__(self, db: sqlite_utils.Database, dimensions: int, index_path: Path | None = None,
+    def __init__(self, db: Database, dimensions: int, index_path: Path | None = None,
                  store_prompts: bool = False) -> None:
         self.db = db
         self.dimensions = dimensions
@@ -84,7 +83,6 @@ class Memory:
         self._outcomes: dict[int, dict[str, float]] = {}
         self._created: dict[int, float] = {}
         self._ids: dict[str, int] = {}  # request id -> route id
-        self._lock = threading.Lock()  # one writer at a time on the sqlite connection
 
     def open(self) -> str:
         """Load the outcomes and the index; returns "loaded" or "rebuilt" (what happened to it)."""
@@ -110,7 +108,7 @@ class Memory:
     def prune(self, before: float) -> int:
         """Forget the routes created before a time, their outcomes and their vectors (the index
         is rebuilt and saved without them); returns how many routes went."""
-        with self._lock:
+        with self.db.writing():
             gone = set(delete_routes(self.db, before))
         if not gone:
             return 0
@@ -139,7 +137,7 @@ class Memory:
             "embedding": None if route.embedding is None else route.embedding.astype(np.float32).tobytes(),
             "context": None if route.context is None else route.context.astype(np.float32).tobytes(),
         }
-        with self._lock, self.db.conn:
+        with self.db.writing():
             route_id = int(self._insert("routes", row))
         self._ids[route.request_id] = route_id
         self._created[route_id] = created
@@ -170,7 +168,7 @@ class Memory:
                        at: float | None = None) -> None:
         row = {"route_id": route_id, "model": model, "score": float(score), "kind": kind,
                "created_at": at or time.time()}
-        with self._lock, self.db.conn:
+        with self.db.writing():
             self._insert("outcomes", row)
         self._outcomes.setdefault(route_id, {})[model] = float(score)
 

@@ -6,15 +6,14 @@ at most the request in flight.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
-import sqlite_utils
 
 from localforge.inference import Final
+from localforge.memory.db import Database
 
 
 @dataclass(slots=True)
@@ -43,13 +42,11 @@ class RequestRecord:
 
 
 class Recorder:
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        # sqlite connections are used from worker threads one at a time
-        self._lock = threading.Lock()
 
     def _write(self, row: dict[str, Any]) -> None:
-        with self._lock, self.db.conn:
+        with self.db.writing():
             self.db.table("requests").insert(row, replace=True)
 
     async def save(self, record: RequestRecord) -> dict[str, Any]:

@@ -21,13 +21,13 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 import pluggy
-import sqlite_utils
 
 from localforge import plugins
 from localforge.backends.base import ModelCard, ModelDetails
 from localforge.config import Settings
 from localforge.errors import BadRequest, NotFound
 from localforge.inference import Inference
+from localforge.memory.db import Database
 from localforge.memory.outcomes import Memory
 from localforge.profile.base import Profile
 from localforge.profile.profiler import Profiling
@@ -129,12 +129,16 @@ class Routing:
 
     # -- deciding -------------------------------------------------------------------------------
 
-    async def candidates(self) -> list[Candidate]:
+    async def candidates(self, options: dict[str, Any] | None = None) -> list[Candidate]:
+        """Every model that can answer, with its facts for a request with these options."""
         out = []
         for entry in await self.registry.entries():
             if "completion" not in entry.card.capabilities and entry.card.capabilities:
                 continue  # embedding-only models cannot answer
             facts = routing_facts(entry.card.name, entry.card, self.settings.models)
+            configured = self.settings.models.get(entry.card.name)
+            if configured is None or not configured.context_length:
+                facts.context_length = loaded_context(entry, options or {}) or facts.context_length
             out.append(Candidate(entry.card.name, facts, entry))
         return out
 
@@ -153,7 +157,7 @@ class Routing:
             preset = preset_of(request.model) or ""
         self.router.preset(preset or None)  # an unknown preset fails before any work
         profile = await self.profiling.aprofile(request)
-        candidates = await self.candidates()
+        candidates = await self.candidates(request.options)
         budget = await anyio.to_thread.run_sync(self._budget, profile, candidates)
         kept, removed = policies.apply(profile, candidates, self.settings, budget)
         if not kept:
@@ -216,6 +220,16 @@ class Routing:
         return self.memory.route_id(request_id) is not None
 
 
+def loaded_context(entry: Entry, options: dict[str, Any]) -> int:
+    """The context the model will be loaded with for these options (what a prompt must fit),
+    as its backend works it out: options.num_ctx, else the model's parameters, else the
+    server's default, within the context it was trained on. 0 when the backend cannot tell."""
+    footprint = getattr(entry.backend, "footprint", None)
+    if not callable(footprint):
+        return 0
+    return int(footprint(entry.card, options, False)[1])
+
+
 def explain(routed: Routed) -> dict[str, Any]:
     """The dry run's answer: the profile, who the policies removed, every candidate's parts."""
     p = routed.profile
@@ -227,7 +241,7 @@ def explain(routed: Routed) -> dict[str, Any]:
     }
 
 
-def build(settings: Settings, pm: pluggy.PluginManager, db: sqlite_utils.Database,
+def build(settings: Settings, pm: pluggy.PluginManager, db: Database,
           registry: Registry, latency: Residency | None = None) -> Routing | None:
     """The `auto` model's routing, opened; None (and `auto` unavailable) without an embedder."""
     try:

@@ -12,7 +12,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import anyio
 import anyio.to_thread
+from anyio.abc import TaskGroup
 
 from localforge import names
 from localforge.backends.base import Backend, ModelCard
@@ -105,42 +107,92 @@ class Entry:
 
 
 class Registry:
-    def __init__(self, backends: list[Backend], ttl_s: float = 5.0) -> None:
+    """The models of every backend, refreshed in the background: a request never waits for a
+    backend's listing (a remote endpoint may be slow or dead) but is served the last known list.
+
+    Each backend is listed in its own worker thread, at most one listing per backend at a time
+    (single-flight). Only a name not known at all waits, for at most `miss_wait_s`, in case it
+    has just appeared (a file dropped into the models folder); `refresh()` waits for every
+    backend (start-up, and after a pull, create or delete).
+    """
+
+    def __init__(self, backends: list[Backend], ttl_s: float = 5.0, miss_wait_s: float = 2.0) -> None:
         self.backends = backends
         self.ttl_s = ttl_s
+        self.miss_wait_s = miss_wait_s
+        self.background: TaskGroup | None = None  # where listings run; set by the app's lifespan
+        self._cards: dict[str, list[ModelCard]] = {}  # backend name -> its last listing
+        self._listing: dict[str, anyio.Event] = {}  # backend name -> set when its listing ends
+        self._changed = anyio.Event()  # set (and replaced) whenever a listing ends
         self._entries: dict[str, Entry] = {}
         self._fresh_until = 0.0
 
-    def _scan(self) -> dict[str, Entry]:
-        entries: dict[str, Entry] = {}
+    async def _list(self, backend: Backend, done: anyio.Event) -> None:
+        cards: list[ModelCard] = []
+        try:
+            cards = await anyio.to_thread.run_sync(backend.models, abandon_on_cancel=True)
+        except Exception as exc:  # one broken backend must not hide the others' models
+            log.warning("backend %s could not list its models: %s", backend.name, exc)
+        finally:
+            self._cards[backend.name] = cards
+            entries: dict[str, Entry] = {}
+            for b in self.backends:  # the first backend to offer a name keeps it
+                for card in self._cards.get(b.name, []):
+                    entries.setdefault(card.name.lower(), Entry(card, b))
+            self._entries = entries
+            self._listing.pop(backend.name, None)
+            done.set()
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    def _start(self, tg: TaskGroup) -> list[anyio.Event]:
+        """Start a listing of every backend that has none running; the events of all of them."""
+        self._fresh_until = time.monotonic() + self.ttl_s
         for backend in self.backends:
-            try:
-                cards = backend.models()
-            except Exception as exc:  # one broken backend must not hide the others' models
-                log.warning("backend %s could not list its models: %s", backend.name, exc)
-                continue
-            for card in cards:
-                entries.setdefault(card.name.lower(), Entry(card, backend))
-        return entries
+            if backend.name not in self._listing:
+                done = self._listing[backend.name] = anyio.Event()
+                tg.start_soon(self._list, backend, done)
+        return list(self._listing.values())
 
     async def refresh(self) -> None:
-        self._entries = await anyio.to_thread.run_sync(self._scan)
-        self._fresh_until = time.monotonic() + self.ttl_s
+        """List every backend again and wait until all have answered."""
+        if self.background is not None:
+            for done in self._start(self.background):
+                await done.wait()
+            return
+        async with anyio.create_task_group() as tg:
+            self._start(tg)
+
+    def _refresh_when_stale(self) -> None:
+        if time.monotonic() >= self._fresh_until and self.background is not None:
+            self._start(self.background)
 
     async def entries(self) -> list[Entry]:
-        if time.monotonic() >= self._fresh_until:
+        if self.background is None and time.monotonic() >= self._fresh_until:
             await self.refresh()
+        self._refresh_when_stale()
         return sorted(self._entries.values(), key=lambda e: e.card.name)
 
     async def resolve(self, name: str) -> Entry:
         """The model a name refers to (`x` and `x:latest` alike); ModelNotFound otherwise."""
         key = names.canonical(name).lower()
-        if time.monotonic() >= self._fresh_until or key not in self._entries:
-            await self.refresh()
+        if key not in self._entries:
+            with anyio.move_on_after(self.miss_wait_s):
+                await self._wait_for(key)
+        self._refresh_when_stale()
         entry = self._entries.get(key)
         if entry is None:
             raise ModelNotFound(name)
         return entry
+
+    async def _wait_for(self, key: str) -> None:
+        """Wait until a fresh listing offers `key`, or every backend has answered."""
+        if self.background is None:
+            await self.refresh()
+            return
+        self._start(self.background)
+        while key not in self._entries and self._listing:
+            await self._changed.wait()
 
     def backend(self, name: str) -> Backend | None:
         return next((b for b in self.backends if b.name == name), None)

@@ -3,8 +3,9 @@
 A request takes a slot with `async with scheduler.slot(entry, options, keep_alive_s) as grant:`.
 It waits in its configuration's queue until the policy starts it (loading the model first, and
 evicting others, if it has to); it leaves the queue if it is cancelled or its HTTP client
-disconnects while waiting, and nothing runs for it. `run()` is the background task that executes
-the policy's decisions; the app's lifespan starts it.
+disconnects while waiting (`until_disconnected`, the signal its request carries), and nothing
+runs for it. `run()` is the background task that executes the policy's decisions; the app's
+lifespan starts it.
 
 Read-only API for the router (cheap, no I/O, safe to call on every request):
 
@@ -33,11 +34,11 @@ from localforge import names
 from localforge.backends.base import ModelCard, Residency
 from localforge.config import Settings
 from localforge.errors import BackendFailed, Canceled, LocalForgeError, RunnerCrashed, ServerBusy
+from localforge.inference import UntilDisconnected
 from localforge.options import load_key
 from localforge.route.registry import Entry
 from localforge.schedule import budget as memory
 from localforge.schedule.core import Core, Load, Start, Ticket, Unload
-from localforge.schedule.disconnect import until_disconnected
 from localforge.schedule.meter import Meter
 from localforge.schedule.policy import POLICIES
 
@@ -127,8 +128,10 @@ class Scheduler:
     # requests
     @asynccontextmanager
     async def slot(self, entry: Entry, options: dict[str, Any], keep_alive_s: float | None,
-                   *, embedding: bool = False) -> AsyncIterator[Grant]:
-        """Wait for the model to be resident and a slot free; hold the slot while serving."""
+                   *, embedding: bool = False,
+                   until_disconnected: UntilDisconnected | None = None) -> AsyncIterator[Grant]:
+        """Wait for the model to be resident and a slot free; hold the slot while serving.
+        `until_disconnected` is the request's client going away: it leaves the queue then."""
         key = self.key(entry.card, options, embedding)
         size, context = self._footprint(entry, options, embedding)
         self._placements[key] = Placement(entry, dict(options), embedding, context)
@@ -143,7 +146,7 @@ class Scheduler:
         granted = self._grants[ticket.id] = anyio.Event()
         self._wake()
         try:
-            if await self._wait(granted):
+            if await self._wait(granted, until_disconnected):
                 raise Canceled("request canceled")
         except BaseException:
             self._withdraw(ticket)
@@ -162,8 +165,11 @@ class Scheduler:
             self.policy.finish(ticket.id, self.clock())
             self._wake()
 
-    async def _wait(self, granted: anyio.Event) -> bool:
+    async def _wait(self, granted: anyio.Event, until_disconnected: UntilDisconnected | None) -> bool:
         """Wait for the grant; True if the client disconnected first."""
+        if until_disconnected is None:
+            await granted.wait()
+            return False
         gone = False
         async with anyio.create_task_group() as tg:
             async def watch() -> None:

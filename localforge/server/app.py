@@ -20,7 +20,6 @@ from localforge.memory.records import Recorder
 from localforge.pipeline import Pipeline
 from localforge.route import auto
 from localforge.route.registry import Registry
-from localforge.schedule.disconnect import watch_disconnect
 from localforge.schedule.scheduler import Scheduler
 from localforge.server import errors, metrics, ollama_inference, ollama_manage, ollama_models, openai_api, routing_api
 from localforge.server.auth import require_key, warn_if_open
@@ -73,6 +72,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
         async with anyio.create_task_group() as tg:
             tg.start_soon(services.scheduler.run)
             services.pipeline.background = tg  # evaluators grade answers after they are sent
+            services.registry.background = tg  # model listings, off the request path
             try:
                 yield
             finally:
@@ -87,7 +87,6 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
     return Litestar(
         route_handlers=[*ollama_models.ROUTES, *ollama_inference.ROUTES, *ollama_manage.ROUTES,
                         *openai_api.ROUTES, *metrics.ROUTES, *routing_api.ROUTES],
-        middleware=[watch_disconnect],
         guards=[require_key(settings.api_keys)] if settings.api_keys else [],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         lifespan=[lifespan],

@@ -10,7 +10,7 @@ from litestar.response import Stream
 
 from localforge.errors import BadRequest
 from localforge.inference import Event, Final, Inference, ToolCall
-from localforge.server import body, convert, streams, timefmt, wire
+from localforge.server import body, convert, disconnect, streams, timefmt, wire
 from localforge.server.services import Services, client_address
 
 
@@ -32,7 +32,7 @@ def _generate_chunk(inference: Inference, event: Event) -> wire.GenerateChunk:
                                   done=True, context=event.context, request_id=inference.request_id,
                                   **_metrics(event))
     return wire.GenerateChunk(model=inference.model, created_at=timefmt.now(),
-                              response=event.text, done=False)
+                              response=event.text, thinking=event.thinking or None, done=False)
 
 
 def _chat_chunk(inference: Inference, event: Event) -> wire.ChatChunk:
@@ -40,7 +40,7 @@ def _chat_chunk(inference: Inference, event: Event) -> wire.ChatChunk:
         return wire.ChatChunk(model=inference.model, created_at=timefmt.now(),
                               message=wire.ReplyMessage(role="assistant", content=""), done=True,
                               request_id=inference.request_id, **_metrics(event))
-    message = wire.ReplyMessage(role="assistant", content=event.text,
+    message = wire.ReplyMessage(role="assistant", content=event.text, thinking=event.thinking or None,
                                tool_calls=_wire_calls(event.tool_calls) or None)
     return wire.ChatChunk(model=inference.model, created_at=timefmt.now(), message=message, done=False)
 
@@ -49,12 +49,13 @@ def _chat_chunk(inference: Inference, event: Event) -> wire.ChatChunk:
 async def generate(request: Request, services: Services) -> Response[Any] | Stream:
     req = await body.read(request, wire.GenerateRequest, services.settings.max_body_bytes)
     inference = convert.generate(req, client_address(request))
-    served = await streams.start(services, inference, "/api/generate")
+    inference.until_disconnected = disconnect.watch(request)
     if inference.stream:
+        served = await streams.start(services, inference, "/api/generate")
         return streams.ndjson(served.events, lambda e: _generate_chunk(inference, e), served.headers)
-    answer = await streams.collect(served.events)
+    served, answer = await streams.whole(services, inference, "/api/generate")
     chunk = _generate_chunk(inference, answer.final)
-    chunk.response = answer.text
+    chunk.response, chunk.thinking = answer.text, answer.thinking or None
     return Response(chunk, headers=served.headers)
 
 
@@ -62,10 +63,11 @@ async def generate(request: Request, services: Services) -> Response[Any] | Stre
 async def chat(request: Request, services: Services) -> Response[Any] | Stream:
     req = await body.read(request, wire.ChatRequest, services.settings.max_body_bytes)
     inference = convert.chat(req, client_address(request))
-    served = await streams.start(services, inference, "/api/chat")
+    inference.until_disconnected = disconnect.watch(request)
     if inference.stream:
+        served = await streams.start(services, inference, "/api/chat")
         return streams.ndjson(served.events, lambda e: _chat_chunk(inference, e), served.headers)
-    answer = await streams.collect(served.events)
+    served, answer = await streams.whole(services, inference, "/api/chat")
     chunk = _chat_chunk(inference, answer.final)
     chunk.message = wire.ReplyMessage(role="assistant", content=answer.text, thinking=answer.thinking or None,
                                       tool_calls=_wire_calls(answer.calls) or None)
@@ -88,7 +90,7 @@ async def embed(request: Request, services: Services) -> wire.EmbedResponse:
     inference = Inference(model=convert.model_name(req.model, ""), kind="generate",
                           options=convert.opts.validate(req.options),
                           keep_alive=convert.keep_alive_seconds(req.keep_alive),
-                          client=client_address(request))
+                          client=client_address(request), until_disconnected=disconnect.watch(request))
     if not texts:
         await services.registry.resolve(inference.model)
         return wire.EmbedResponse(model=inference.model, embeddings=[])
@@ -105,7 +107,7 @@ async def embeddings(request: Request, services: Services) -> wire.LegacyEmbedRe
     inference = Inference(model=convert.model_name(req.model, ""), kind="generate",
                           options=convert.opts.validate(req.options),
                           keep_alive=convert.keep_alive_seconds(req.keep_alive),
-                          client=client_address(request))
+                          client=client_address(request), until_disconnected=disconnect.watch(request))
     if not req.prompt:
         await services.registry.resolve(inference.model)
         return wire.LegacyEmbedResponse(embedding=[])

@@ -19,7 +19,7 @@ from litestar.response import Stream
 from localforge.errors import BadRequest
 from localforge.inference import Delta, Event, Final, Inference, ToolCall
 from localforge.route import auto
-from localforge.server import body, convert, errors, streams
+from localforge.server import body, convert, disconnect, errors, streams
 from localforge.server import openai_convert as oc
 from localforge.server import openai_wire as ow
 from localforge.server.ollama_inference import normalise
@@ -84,11 +84,12 @@ class ChatStream:
 async def chat_completions(request: Request, services: Services) -> Response[Any] | Stream:
     req = await body.read(request, ow.ChatCompletionRequest, services.settings.max_body_bytes)
     inference = oc.chat(req, client_address(request))
-    served = await streams.start(services, inference, "/v1/chat/completions")
+    inference.until_disconnected = disconnect.watch(request)
     if inference.stream:
+        served = await streams.start(services, inference, "/v1/chat/completions")
         state = ChatStream(inference, _include_usage(req))
         return streams.sse(served.events, state.encode, _stream_error, served.headers)
-    answer = await streams.collect(served.events)
+    served, answer = await streams.whole(services, inference, "/v1/chat/completions")
     text, calls, final = answer.text, answer.calls, answer.final
     message = ow.AssistantMessage(role="assistant", content=None if calls and not text else text,
                                   reasoning=answer.thinking or None, tool_calls=oc.tool_calls(calls) or None)
@@ -131,11 +132,12 @@ class CompletionStream:
 async def completions(request: Request, services: Services) -> Response[Any] | Stream:
     req = await body.read(request, ow.CompletionRequest, services.settings.max_body_bytes)
     inference = oc.completion(req, client_address(request))
-    served = await streams.start(services, inference, "/v1/completions")
+    inference.until_disconnected = disconnect.watch(request)
     if inference.stream:
+        served = await streams.start(services, inference, "/v1/completions")
         state = CompletionStream(inference, _include_usage(req), bool(req.echo))
         return streams.sse(served.events, state.encode, _stream_error, served.headers)
-    answer = await streams.collect(served.events)
+    served, answer = await streams.whole(services, inference, "/v1/completions")
     text, final = answer.text, answer.final
     if req.echo:
         text = inference.prompt + text
@@ -185,7 +187,7 @@ async def embeddings(request: Request, services: Services) -> ow.EmbeddingList:
         raise BadRequest("dimensions must be a positive number")
     texts = oc.embedding_input(req.input)
     inference = Inference(model=convert.model_name(req.model, ""), kind="generate",
-                          client=client_address(request))
+                          client=client_address(request), until_disconnected=disconnect.watch(request))
     _, result = await services.pipeline.embed(inference, texts, True, "/v1/embeddings")
     data = [ow.EmbeddingData(index=i, embedding=_encode_vector(normalise(v, req.dimensions),
                                                                encoding))

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pluggy
-import sqlite_utils
 from litestar import Request
 from litestar.datastructures import State
 
 from localforge.config import Settings
+from localforge.memory.db import Database
 from localforge.pipeline import Pipeline
 from localforge.route.registry import Registry
 from localforge.schedule.scheduler import Scheduler
@@ -20,7 +20,7 @@ from localforge.store.layout import ModelStore
 class Services:
     settings: Settings
     pm: pluggy.PluginManager
-    db: sqlite_utils.Database
+    db: Database
     store: ModelStore
     registry: Registry
     scheduler: Scheduler

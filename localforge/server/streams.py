@@ -17,6 +17,7 @@ from litestar.response import Stream
 
 from localforge.errors import LocalForgeError
 from localforge.inference import Delta, Event, Final, Inference, ToolCall
+from localforge.server.disconnect import unless_disconnected
 
 if TYPE_CHECKING:
     from localforge.pipeline import Served
@@ -69,6 +70,16 @@ async def collect(events: AsyncIterator[Event]) -> Answer:
             answer.final = event
     answer.text, answer.thinking = "".join(text), "".join(thinking)
     return answer
+
+
+async def whole(services: Services, inference: Inference, endpoint: str) -> tuple[Served, Answer]:
+    """A `stream: false` answer, generated whole; if the client goes away meanwhile, generation
+    stops (the request is recorded as canceled) instead of running on for nobody."""
+    async def run() -> tuple[Served, Answer]:
+        served = await start(services, inference, endpoint)
+        return served, await collect(served.events)
+
+    return await unless_disconnected(inference.until_disconnected, run)
 
 
 def error_message(exc: BaseException) -> str:

@@ -84,6 +84,7 @@ class GenerateChunk(Struct, omit_defaults=True):
     created_at: str
     response: str
     done: bool
+    thinking: str | None = None  # a thinking model's reasoning, apart from the response
     done_reason: str | None = None
     context: list[int] | None = None
     total_duration: int = 0
