@@ -259,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     from localforge.bench import runners as bench_runners
 
     bench_runners.add_parser(benchmarks)
+    from localforge.bench import throughput as bench_throughput
+
+    bench_throughput.add_parser(benchmarks)
     return parser
 
 

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from typing import Any
 import httpx
 import psutil
 
+from localforge.bench.server import served
 from localforge.bench.streams import summary, through_localforge
 from localforge.runner.protocol import RUNNER_MODULE
 
@@ -87,44 +85,10 @@ def _wait_for_runners_to_end(server_pid: int, timeout: float = 10) -> list[psuti
     return left
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def served(model_path: Path, name: str) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
-    """A LocalForge process serving one GGUF file: (url, process, seconds to come up)."""
-    folder = Path(tempfile.mkdtemp(prefix="localforge-bench-"))
-    config = folder / "localforge.toml"
-    config.write_text(f'demo_models = false\n[[models]]\nname = "{name}"\npath = "{model_path}"\n')
-    port = _free_port()
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "localforge.cli", "serve", "--port", str(port), "--config", str(config),
-         "--data-dir", str(folder), "--models-dir", str(folder / "models"), "--log-level", "warning"],
-        env={**os.environ, "OLLAMA_HOST": ""})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            if process.poll() is not None:
-                raise SystemExit("the server did not start")
-            try:
-                httpx.get(url + "/api/version", timeout=0.5)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.02)
-        yield url, process, time.perf_counter() - started
-    finally:
-        process.terminate()
-        process.wait()
-
-
 def direct(model_path: Path, runs: int, num_predict: int) -> dict[str, float]:
     from localforge.bench.streams import Run
 
-    done = subprocess.run([sys.executable, "-m", "localforge.bench.direct", str(model_path), str(runs),
+    done = subprocess.run([sys.executable, "-m", "localforge.bench.direct", str(model_path), "warm", str(runs),
                            str(num_predict)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return {"error": done.returncode}  # type: ignore[dict-item]

