@@ -24,6 +24,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
                                                  ["http://a.example", "http://b.example"]),
     "hf_endpoint": ("https://hf-mirror.example", "https://hf-mirror.example"),
     "api_keys": ("key-one,key-two", ["key-one", "key-two"]),
+    "safe_mode": ("on", "on"), "runner_cooldown_s": ("30", 30.0),
 }
 
 
