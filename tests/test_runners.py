@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -206,3 +207,36 @@ def test_memory_stays_flat_over_thirty_loads_and_unloads(tmp_path: Path, tiny_mo
     assert all(c.loaded_runners > 100 * MB for c in cycles)  # the model really was resident each time
     settled = cycles[4].unloaded_server  # the first loads warm the server's caches and pools
     assert cycles[-1].unloaded_server - settled < 16 * MB, [round(c.unloaded_server / MB) for c in cycles]
+
+
+def test_with_auto_the_next_candidate_serves_and_the_crash_is_learned(tmp_path: Path, models: Path) -> None:
+    config = """
+[router]
+seed = 1
+exploration = 0.0
+exploration_start = 0.0
+stickiness = 0.0
+
+[router.models."crashy:latest"]
+quality = { general = 0.95 }
+
+[router.models."steady:latest"]
+quality = { general = 0.9 }
+"""
+    for other in ("amx", "broken", "slow"):
+        config += f'\n[router.models."{other}:latest"]\nquality = {{ general = 0.1 }}\n'
+    server = start_server(tmp_path, models, config, env={"LOCALFORGE_RUNNER_FAULT": "segv-decode@crashy"})
+    try:
+        served = httpx.post(server.url + "/api/chat", timeout=120, json={
+            "model": "auto", "stream": False, "messages": [{"role": "user", "content": "Say hello."}],
+            "options": {"num_predict": 3}})
+        assert served.status_code == 200, served.text
+        assert served.headers["X-LocalForge-Model"] == "steady:latest"
+        assert served.headers["X-LocalForge-Route"].startswith("fallback: crashy:latest failed")
+        db = sqlite3.connect(server.data_dir / "localforge.db")
+        learned = db.execute("select o.model, o.kind from outcomes o join routes r on r.id = o.route_id "
+                             "where r.request_id = ?", [served.headers["X-LocalForge-Request-Id"]]).fetchall()
+        db.close()
+        assert ("crashy:latest", "error") in learned
+    finally:
+        stop_server(server)
