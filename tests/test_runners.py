@@ -240,3 +240,12 @@ quality = { general = 0.9 }
         assert ("crashy:latest", "error") in learned
     finally:
         stop_server(server)
+
+
+def test_asking_for_the_default_context_reuses_the_loaded_runner(faulty: RunningServer) -> None:
+    # steady's context is its training context, 2048 (below the server's default of 4096)
+    assert chat(faulty, "steady").status_code == 200
+    assert chat(faulty, "steady", num_ctx=2048).status_code == 200
+    assert metric(faulty, "localforge_model_resident", "steady:latest") == 1
+    assert chat(faulty, "steady", num_ctx=1024).status_code == 200
+    assert metric(faulty, "localforge_model_resident", "steady:latest") == 2

@@ -115,7 +115,10 @@ class LlamaCppBackend:
         return max(1, self.settings.parallel)
 
     def _key(self, card: ModelCard, options: dict[str, Any], embedding: bool) -> tuple[Any, ...]:
-        return (card.name.lower(), card.source["path"], embedding, opts.load_key(options))
+        """A configuration: the model, its file, and its load options with the context resolved
+        (the default `num_ctx` asked for, or not asked for, is one configuration)."""
+        context = self._load_params(card, options, embedding)["n_ctx"]
+        return (card.name.lower(), card.source["path"], embedding, opts.load_key({**options, "num_ctx": context}))
 
     def _safe_mode(self, card: ModelCard) -> bool:
         if self.settings.safe_mode != "auto":

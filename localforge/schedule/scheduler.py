@@ -89,9 +89,12 @@ class Scheduler:
 
     # keys and estimates
     @staticmethod
-    def key(card: ModelCard, options: dict[str, Any], embedding: bool) -> str:
+    def key(card: ModelCard, options: dict[str, Any], embedding: bool, context: int = 0) -> str:
+        """The configuration's name; with the context it resolves to, so that asking for the
+        default `num_ctx` and asking for nothing are one configuration."""
+        resolved = {**options, "num_ctx": context} if context else options
         parts = [card.name.lower(), *(["embed"] if embedding else [])]
-        return " ".join(parts + [f"{k}={v}" for k, v in load_key(options)])
+        return " ".join(parts + [f"{k}={v}" for k, v in load_key(resolved)])
 
     def _footprint(self, entry: Entry, options: dict[str, Any], embedding: bool) -> tuple[int, int]:
         estimate = getattr(entry.backend, "footprint", None)
@@ -132,8 +135,8 @@ class Scheduler:
                    until_disconnected: UntilDisconnected | None = None) -> AsyncIterator[Grant]:
         """Wait for the model to be resident and a slot free; hold the slot while serving.
         `until_disconnected` is the request's client going away: it leaves the queue then."""
-        key = self.key(entry.card, options, embedding)
         size, context = self._footprint(entry, options, embedding)
+        key = self.key(entry.card, options, embedding, context)
         self._placements[key] = Placement(entry, dict(options), embedding, context)
         self.policy.register(key, entry.card.name, size, self.expected_load_s(entry.card) or 0.5,
                              self._parallel(entry))
