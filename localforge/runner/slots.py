@@ -139,7 +139,10 @@ class Slots:
         slot, reused = max(((s, _common(self.cached[s], prompt)) for s in range(self.parallel) if s not in busy),
                            key=lambda found: found[1])
         reused = min(reused, len(prompt) - 1)  # evaluate at least one token, for its logits
-        llama.llama_memory_seq_rm(self.memory, slot, reused, -1)
+        if not llama.llama_memory_seq_rm(self.memory, slot, reused, -1):
+            # some caches (sliding-window attention, recurrent models) cannot drop a tail
+            llama.llama_memory_seq_rm(self.memory, slot, -1, -1)
+            reused = 0
         self.cached[slot] = prompt[:reused]
         sampling = request.sampling
         max_tokens = min(int(sampling["max_tokens"]), self.n_ctx - len(prompt))
