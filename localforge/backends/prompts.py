@@ -9,12 +9,13 @@ Go template (from /api/create or a request's `template`) is rendered with gotemp
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import TemplateError
+from jinja2 import Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from localforge.backends import gotemplate
@@ -97,6 +98,12 @@ def _with_tool_instructions(messages: list[dict[str, Any]], tools: list[dict[str
     return [{"role": "system", "content": text}, *messages]
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(text: str) -> Template:
+    """Compiling a chat template takes milliseconds; a model's template is compiled once."""
+    return _ENV.from_string(text)
+
+
 def render_chat(template: ChatTemplate, request: Inference, bos: str, eos: str) -> str:
     messages = [_message_dict(m) for m in request.messages]
     if request.system is not None and not any(m["role"] == "system" for m in messages):
@@ -107,7 +114,7 @@ def render_chat(template: ChatTemplate, request: Inference, bos: str, eos: str) 
     if request.tools and "tools" not in text:
         messages = _with_tool_instructions(messages, request.tools)
     try:
-        return _ENV.from_string(text).render(
+        return _compiled(text).render(
             messages=messages, tools=request.tools or None, add_generation_prompt=True,
             bos_token=bos, eos_token=eos)
     except TemplateError as exc:
