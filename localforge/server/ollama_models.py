@@ -53,7 +53,7 @@ RUNNING = "Ollama is running"
 # a browser gets the same words with a link to the dashboard; clients that probe `GET /` compare
 # the plain text, so they get exactly Ollama's
 RUNNING_HTML = ('<!doctype html><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
-                '<title>LocalForge</title><p>Ollama is running</p>'
+                '<link rel="icon" href="data:,"><title>LocalForge</title><p>Ollama is running</p>'
                 '<p>LocalForge: <a href="/ui">the dashboard</a></p>')
 
 

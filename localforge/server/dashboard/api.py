@@ -23,6 +23,7 @@ LATEST = 100  # requests in the list
 SHARE_WINDOW_S = 86400  # the share of requests per model: the last day
 BUCKETS = (60, 300, 900, 3600)  # the smallest that gives at most MAX_BUCKETS bars wins
 MAX_BUCKETS = 24
+MIN_BUCKETS = 12  # a chart of one bar says nothing of time: show the quiet buckets before it
 
 
 def _iso(unix_s: float) -> str:
@@ -96,7 +97,8 @@ def shares(services: Services, now_s: float) -> tuple[int, list[wire.ShareBucket
     counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for start, model, n in rows:
         counts[start // size * size][model] += n
-    first, last = min(counts), int(now_s) // size * size
+    last = int(now_s) // size * size
+    first = min(min(counts), last - (MIN_BUCKETS - 1) * size)
     buckets = [wire.ShareBucket(_iso(b), dict(counts.get(b, {}))) for b in range(first, last + size, size)]
     return size, buckets, sorted({m for _, m, _ in rows})
 

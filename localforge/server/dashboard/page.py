@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from litestar import Router, get
-from litestar.handlers import HTTPRouteHandler
 from litestar.datastructures import CacheControlHeader
+from litestar.handlers import HTTPRouteHandler
 from litestar.response import File
 from litestar.static_files import create_static_files_router
 
@@ -28,5 +28,5 @@ def page() -> File:
     return File(STATIC / "index.html", content_disposition_type="inline", media_type="text/html; charset=utf-8")
 
 
-ROUTES: list[HTTPRouteHandler | Router] = [page, create_static_files_router(path="/ui/static", directories=[STATIC], opt=PUBLIC,
-                                           cache_control=NO_CACHE)]
+ASSETS = create_static_files_router(path="/ui/static", directories=[STATIC], opt=PUBLIC, cache_control=NO_CACHE)
+ROUTES: list[HTTPRouteHandler | Router] = [page, ASSETS]

@@ -20,7 +20,7 @@ function h(tag, attrs, ...children) {
     else if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
     else el.setAttribute(name, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -30,17 +30,18 @@ function h(tag, attrs, ...children) {
 function svg(tag, attrs, ...children) {
   const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [name, value] of Object.entries(attrs || {})) el.setAttribute(name, value);
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
   return el;
 }
 
+const colours = new Map(); // a model keeps its colour for as long as the page is open
+
 function colour(model) {
-  let hash = 0;
-  for (const ch of model) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
-  return PALETTE[hash % PALETTE.length];
+  if (!colours.has(model)) colours.set(model, PALETTE[colours.size % PALETTE.length]);
+  return colours.get(model);
 }
 
 const fmt = {
@@ -226,7 +227,7 @@ RENDER.now = (data) => {
       }))),
     h("div", { class: "meter-scale muted" }, h("span", {}, "0"), h("span", {}, fmt.pct(share) + " used"),
       h("span", {}, fmt.bytes(data.budget_bytes))));
-  const stats = h("div", { class: "stats" },
+  const stats = h("div", { class: "stats n3" },
     stat("Models in memory", String(data.models.filter((m) => m.state === "ready").length)),
     stat("Requests running", String(data.in_flight)),
     stat("Requests waiting", String(data.queued)));
@@ -254,7 +255,8 @@ function occupant(budget) {
         class: "meter-part", style: `width:${(100 * m.bytes) / Math.max(budget, 1)}%;background:${colour(m.model)}`,
       })),
       h("dl", { class: "facts" },
-        h("dt", {}, "Memory"), h("dd", {}, `${fmt.bytes(m.bytes)} · ${fmt.pct(m.bytes / Math.max(budget, 1))}`),
+        h("dt", {}, "Memory"), h("dd", {}, m.bytes
+          ? `${fmt.bytes(m.bytes)} · ${fmt.pct(m.bytes / Math.max(budget, 1))} of the budget` : "none here: served elsewhere"),
         h("dt", {}, "Running"), h("dd", {}, `${m.in_flight} of ${m.parallel}`),
         h("dt", {}, "Waiting"), h("dd", {}, String(m.queued)),
         h("dt", {}, "Keep-alive"), h("dd", { class: "keep" }, m.in_use && m.in_flight ? `in use, ${keep}` : keep)),
@@ -289,8 +291,10 @@ RENDER.requests = (data) => {
     onclick: () => { location.hash = `#request/${encodeURIComponent(r.id)}`; },
     onkeydown: (e) => { if (e.key === "Enter") location.hash = `#request/${encodeURIComponent(r.id)}`; },
   },
-  h("td", { "data-label": "Time" }, fmt.time(r.created_at)),
-  h("td", { "data-label": "Model", class: "model-cell" }, modelCell(r)),
+  h("td", { "data-label": "Time" }, fmt.time(r.created_at),
+    r.client ? h("span", { class: "client-inline" }, ` · ${r.client}`) : null),
+  h("td", { "data-label": "Model", class: "model-cell" }, modelCell(r),
+    r.error ? h("div", { class: "error-text small-print" }, r.error.length > 140 ? `${r.error.slice(0, 140)}…` : r.error) : null),
   h("td", { "data-label": "Status" }, badge(r.status), r.done_reason && r.status === "ok"
     ? h("span", { class: "muted" }, ` ${r.done_reason}`) : null),
   h("td", { "data-label": "Client", class: "muted" }, r.client || "–"),
@@ -336,13 +340,21 @@ RENDER.request = (data) => {
     h("dt", {}, "Total"), h("dd", {}, fmt.ms(r.total_ms)),
     h("dt", {}, "Tokens"), h("dd", {}, `${r.prompt_tokens} in, ${r.eval_tokens} out`),
     h("dt", {}, "Speed"), h("dd", {}, r.tokens_per_s ? `${r.tokens_per_s.toFixed(1)} tokens/s` : "–"));
-  const parts = [h("div", { class: "card" }, h("h2", {}, "Request"), facts)];
-  if (data.prompt) parts.push(h("div", { class: "card" }, h("h2", {}, "Prompt"), h("pre", { class: "prompt" }, data.prompt)));
-  if (data.route) parts.push(...routeCards(r, data.route));
-  else if (r.routed) parts.push(h("div", { class: "card" }, empty("No routing decision was kept for this request.")));
+  const left = [h("div", { class: "card" }, h("h2", {}, "Request"), facts)];
+  const right = [];
+  if (data.prompt) left.push(h("div", { class: "card" }, h("h2", {}, "Prompt"), h("pre", { class: "prompt" }, data.prompt)));
+  if (data.route) {
+    const [profile, outcome, candidates] = routeCards(r, data.route);
+    left.push(outcome);
+    right.push(profile, candidates);
+  } else if (r.routed) {
+    right.push(h("div", { class: "card" }, empty("No routing decision was kept for this request.")));
+  }
   fill("request", h("div", { class: "toolbar" },
     h("a", { class: "back", href: "#requests" }, "← Requests"),
-    h("h2", { class: "mono" }, r.id)), h("div", { class: "detail" }, parts));
+    h("h2", { class: "mono" }, r.id)),
+  h("div", { class: right.length ? "detail" : "detail single" }, h("div", { class: "column" }, left),
+    right.length ? h("div", { class: "column" }, right) : null));
 };
 
 RENDER.requestError = (error) => {
@@ -367,6 +379,8 @@ function routeCards(r, route) {
         Object.entries(route.removed).map(([m, why]) => `${m} (${why})`).join(", "))] : null));
   const top = Math.max(...route.candidates.map((c) => Math.abs(c.score)), 1e-9);
   const candidates = h("div", { class: "card" }, h("h2", {}, "Candidates"),
+    h("p", { class: "muted small-print note" }, "score = quality + cost term + latency term; "
+      + "quality = prior + linear + memory (what similar requests taught the router)."),
     h("ol", { class: "candidates" }, route.candidates.map((c) => h("li", {
       class: c.model === route.model ? "candidate chosen" : "candidate", "data-model": c.model,
     },
@@ -376,18 +390,27 @@ function routeCards(r, route) {
     h("div", { class: "meter small" }, h("span", {
       class: "meter-part", style: `width:${(100 * Math.max(0, c.score)) / top}%;background:${colour(c.model)}`,
     })),
-    h("dl", { class: "parts" }, Object.entries(c.parts).map(([k, v]) => [
-      h("dt", {}, k.replace(/_/g, " ")), h("dd", {}, k === "cost" ? fmt.money(v) : fmt.num(v, 4))]),
-    h("dt", {}, "evidence"), h("dd", {}, fmt.num(c.evidence, 2)))))));
+    h("dl", { class: "parts" }, Object.entries(c.parts).map(([k, v]) => h("div", { class: "part" },
+      h("dt", {}, k === "latency_s" ? "latency" : k.replace(/_/g, " ")),
+      h("dd", {}, k === "cost" ? fmt.money(v) : k === "latency_s" ? `${fmt.num(v, 2)} s` : fmt.num(v, 4)))),
+    h("div", { class: "part" }, h("dt", {}, "evidence"), h("dd", {}, fmt.num(c.evidence, 2))))))));
   const outcomes = h("div", { class: "card" }, h("h2", {}, "Outcome"),
     route.outcomes.length ? h("ul", { class: "outcomes" }, route.outcomes.map((o) => h("li", { class: "outcome" },
       h("span", { class: "score-pill", style: `--s:${o.score}` }, fmt.num(o.score, 2)),
       ` ${o.kind} on ${o.model}`, h("span", { class: "muted" }, ` · ${fmt.time(o.at)}`))))
       : h("p", { class: "muted" }, "No outcome yet: no feedback, error or repeat was seen."),
     h("div", { class: "thumbs" }, h("span", {}, "Was the answer good?"),
-      h("button", { type: "button", class: "thumb", "aria-label": "Thumbs up", onclick: () => thumbs(r.id, "up") }, "👍"),
-      h("button", { type: "button", class: "thumb", "aria-label": "Thumbs down", onclick: () => thumbs(r.id, "down") }, "👎")));
+      h("button", { type: "button", class: "thumb", "aria-label": "Thumbs up", onclick: () => thumbs(r.id, "up") },
+        thumb(false), "Good"),
+      h("button", { type: "button", class: "thumb down", "aria-label": "Thumbs down", onclick: () => thumbs(r.id, "down") },
+        thumb(true), "Bad")));
   return [profile, outcomes, candidates];
+}
+
+// Feather's thumbs-up icon (MIT licence), drawn here so that no emoji font is needed
+function thumb(down) {
+  return svg("svg", { viewBox: "0 0 24 24", width: "18", height: "18", "aria-hidden": "true", class: down ? "icon flip" : "icon" },
+    svg("path", { d: "M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.28a2 2 0 0 0 2-1.7l1.38-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3" }));
 }
 
 async function thumbs(id, direction) {
@@ -456,7 +479,7 @@ function replayChart(replay) {
     return empty("No replay yet.", "Run `localforge bench replay DATA --models CONFIG --json FILE` "
       + "with this server's data directory, and its curve shows here.");
   }
-  const W = 360, H = 230, L = 40, B = 34, T = 10, R = 12;
+  const W = 360, H = 230, L = 40, B = 34, T = 10, R = 22;
   const base = replay.baselines || {};
   const weak = (base["always-cheapest"] || {}).accuracy ?? Math.min(...replay.points.map((p) => p.accuracy));
   const strong = (base["always-best"] || {}).accuracy ?? Math.max(...replay.points.map((p) => p.accuracy));
@@ -491,13 +514,14 @@ function replayChart(replay) {
 // ---- Health -----------------------------------------------------------------------------------
 
 RENDER.health = (data) => {
-  const backends = h("div", { class: "grid" }, data.backends.map((b) => h("article", { class: "card backend" },
+  const backends = h("div", { class: "grid fit" }, data.backends.map((b) => h("article", { class: "card backend" },
     h("div", { class: "card-head" }, h("h3", {}, b.name), h("span", { class: "muted" }, `${b.models} model${b.models === 1 ? "" : "s"}`)),
     b.endpoints.length ? h("ul", { class: "endpoints" }, b.endpoints.map((e) => h("li", { class: "endpoint", "data-state": e.state },
       h("div", { class: "endpoint-head" }, h("strong", {}, e.name), badge(e.state)),
       h("div", { class: "muted small-print" }, e.label),
       h("div", { class: "small-print" }, `${e.in_flight} running · ${e.served} served`
-        + (e.state === "cooling down" ? ` · probed again in ${Math.round(e.retry_in_s)} s` : "")),
+        + (e.state !== "cooling down" ? ""
+          : e.retry_in_s >= 1 ? ` · probed again in ${Math.round(e.retry_in_s)} s` : " · probed at its next request")),
       e.last_error ? h("div", { class: "error-text small-print" }, e.last_error) : null)))
       : h("p", { class: "muted" }, "Runs on this machine."))));
   const errors = data.errors_last_hour.length
@@ -513,7 +537,7 @@ RENDER.health = (data) => {
       h("td", { class: "num" }, String(m.loads)), h("td", { class: "num" }, String(m.evictions))))))
     : h("p", { class: "muted" }, "No model has been loaded since the server started.");
   const crashes = data.models.reduce((a, m) => a + m.crashes, 0);
-  fill("health", h("div", { class: "stats" },
+  fill("health", h("div", { class: "stats n4" },
     stat("Errors, last hour", String(data.errors_last_hour.reduce((a, e) => a + e.errors, 0))),
     stat("Runner crashes", String(crashes), "since start"),
     stat("Turned away", String(data.rejected), "queue full"),
