@@ -173,6 +173,7 @@ class Pipeline:
                 try:
                     async with self.scheduler.slot(entry, request.options, request.keep_alive,
                                                    until_disconnected=request.until_disconnected) as grant:
+                        record.wait_ns = int(grant.waited_s * 1e9)
                         if request.is_load_only:  # the scheduler loaded it to grant the slot
                             yield Final(done_reason="load", load_ns=grant.load_ns)
                             return
@@ -212,7 +213,7 @@ class Pipeline:
         try:
             entry = await self.route(request)
             record.served_model, record.backend = entry.card.name, entry.backend.name
-            result = await self._embed_once_more(entry, request, texts, truncate)
+            result = await self._embed_once_more(entry, request, texts, truncate, record)
         except LocalForgeError as exc:
             await self._record_error(record, exc)
             raise
@@ -221,12 +222,13 @@ class Pipeline:
         return entry, result
 
     async def _embed_once_more(self, entry: Entry, request: Inference, texts: list[str],
-                               truncate: bool) -> Embedding:
+                               truncate: bool, record: RequestRecord) -> Embedding:
         """Embed; a runner that crashes is replaced once."""
         for attempt in (1, 2):
             try:
                 async with self.scheduler.slot(entry, request.options, request.keep_alive, embedding=True,
                                                until_disconnected=request.until_disconnected) as grant:
+                    record.wait_ns = int(grant.waited_s * 1e9)
                     result = await entry.backend.embed(entry.card, texts, request.options, truncate)
                 result.load_ns = result.load_ns or grant.load_ns
                 return result

@@ -105,10 +105,18 @@ class Member:
     def healthy(self) -> bool:
         return self.cooldown_s == 0.0
 
+    @property
+    def state(self) -> str:
+        """healthy, cooling down (no traffic until its cool-down passes) or probing."""
+        return "probing" if self.probing else "healthy" if self.healthy else "cooling down"
+
+    def retry_in_s(self) -> float:
+        """Seconds until a cooled-down endpoint is probed again; 0 when healthy."""
+        return 0.0 if self.healthy else max(0.0, self.cooled_until - time.monotonic())
+
     def why_down(self) -> str:
-        wait = max(0.0, self.cooled_until - time.monotonic())
         return (f"{self.endpoint.label} is down ({self.last_error}); it is cooled down and will "
-                f"be probed again in {wait:.0f}s")
+                f"be probed again in {self.retry_in_s():.0f}s")
 
 
 class BrokenAnswer(Exception):

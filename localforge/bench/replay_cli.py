@@ -10,6 +10,17 @@ from typing import Any
 
 from localforge.errors import LocalForgeError
 
+LAST_FIGURES = "replay.json"  # in the data directory: the last --json run, which the dashboard shows
+
+
+def last_figures(data_dir: Path) -> dict[str, Any] | None:
+    """The figures of the last `bench replay --json` run, if one was made with this data directory."""
+    try:
+        figures = json.loads((data_dir / LAST_FIGURES).read_text())
+    except (OSError, ValueError):
+        return None
+    return figures if isinstance(figures, dict) else None
+
 
 def add_parser(bench: Any) -> None:
     """Add `replay` to the `bench` subcommand group."""
@@ -26,7 +37,8 @@ def add_parser(bench: Any) -> None:
     p.add_argument("--holdout", type=float,
                    help="learn from this seeded fraction of DATA first, evaluate the rest")
     p.add_argument("--seed", type=int, default=0, help="seed of the --holdout split (default 0)")
-    p.add_argument("--json", type=Path, help="write the figures (apgr, cpt50, cpt80, points) here")
+    p.add_argument("--json", type=Path, help="write the figures (apgr, cpt50, cpt80, points) here, "
+                   "and keep a copy in DATA_DIR for the dashboard")
     p.add_argument("--plot", type=Path, help="write a PNG of the curve against the baselines")
     p.add_argument("--cache-dir", type=Path, help="where embeddings are cached (default DATA_DIR/cache)")
     p.set_defaults(func=run)
@@ -45,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(replay.table(report))
     if args.json:
-        args.json.write_text(json.dumps(report.figures(), indent=2))
+        figures = json.dumps(report.figures(), indent=2)
+        args.json.write_text(figures)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        (settings.data_dir / LAST_FIGURES).write_text(figures)
     if args.plot:
         replay.plot(report, args.plot)
     return 0

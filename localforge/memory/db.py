@@ -66,7 +66,12 @@ def m002_create_routes_and_outcomes(db: sqlite_utils.Database) -> None:
     db.table("outcomes").create_index(["route_id"])
 
 
-MIGRATIONS: list[Migration] = [m001_create_requests, m002_create_routes_and_outcomes]
+def m003_add_request_wait(db: sqlite_utils.Database) -> None:
+    # the time a request waited in its model's queue, for the dashboard's request list
+    db.table("requests").add_column("wait_ns", int, not_null_default=0)
+
+
+MIGRATIONS: list[Migration] = [m001_create_requests, m002_create_routes_and_outcomes, m003_add_request_wait]
 
 
 def migrate(db: sqlite_utils.Database, migrations: list[Migration] | None = None) -> list[str]:

@@ -172,6 +172,27 @@ class Memory:
             self._insert("outcomes", row)
         self._outcomes.setdefault(route_id, {})[model] = float(score)
 
+    def outcome_history(self, route_id: int) -> list[dict[str, Any]]:
+        """Every outcome of a route, oldest first: its model, score, kind and time."""
+        return [dict(row) for row in self.db.query(
+            "select model, score, kind, created_at from outcomes where route_id = ? order by id",
+            [route_id])]
+
+    def saving_since(self, since: float) -> tuple[int, float, float]:
+        """(routes since a time, their expected cost, the expected cost had each gone to its
+        candidate of the highest expected quality): what routing saved against always the best."""
+        routes, chosen_cost, best_cost = 0, 0.0, 0.0
+        for chosen, candidates in self.db.execute(
+                "select chosen, candidates from routes where created_at >= ?", [since]):
+            scored = json.loads(candidates)
+            if not scored:
+                continue
+            routes += 1
+            best = max(scored, key=lambda c: float(c.get("parts", {}).get("quality", 0.0)))
+            best_cost += float(best.get("cost", 0.0))
+            chosen_cost += sum(float(c.get("cost", 0.0)) for c in scored if c.get("model") == chosen)
+        return routes, chosen_cost, best_cost
+
     def neighbours(self, embedding: np.ndarray, k: int) -> list[Neighbour]:
         """The k most similar past requests that have at least one outcome."""
         labels, sims = self.index.search(embedding, k)

@@ -1,7 +1,8 @@
 """One row per request: who asked for which model, who served it, and how long it took.
 
 Rows never hold prompts, answers or secrets. Each row is committed on its own, so a crash loses
-at most the request in flight.
+at most the request in flight. The read methods serve the dashboard; they are blocking sqlite
+calls, for a worker thread.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class RequestRecord:
     prompt_tokens: int = 0
     eval_tokens: int = 0
     load_ns: int = 0
+    wait_ns: int = 0  # in the model's queue, before a slot was granted
     prompt_ns: int = 0
     eval_ns: int = 0
     total_ns: int = 0
@@ -54,3 +56,54 @@ class Recorder:
         row = asdict(record)
         await anyio.to_thread.run_sync(self._write, row)
         return row
+
+    # reads
+    def latest(self, limit: int = 100, model: str = "", status: str = "") -> list[dict[str, Any]]:
+        """The newest requests first; `model` matches the model asked for or the one that served."""
+        where, params = self._where(model=model, status=status)
+        return [dict(row) for row in self.db.query(
+            f"select * from requests {where} order by created_at desc limit ?", [*params, limit])]
+
+    def find(self, request_id: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("select * from requests where id = ?", [request_id]))
+        return dict(rows[0]) if rows else None
+
+    def models(self) -> list[str]:
+        """Every model asked for or served so far, for a filter."""
+        return [row[0] for row in self.db.execute(
+            "select requested_model from requests union select served_model from requests "
+            "where served_model != '' order by 1")]
+
+    def served_over_time(self, since: float, bucket_s: int, asked: str = "") -> list[tuple[int, str, int]]:
+        """(bucket start in unix seconds, served model, requests) for requests answered since a
+        time, in buckets of `bucket_s`; `asked` keeps only requests for models named like it."""
+        where, params = self._where(since=since, status="ok", asked=asked)
+        return [(int(start), model, int(n)) for start, model, n in self.db.execute(
+            f"select unixepoch(created_at) / ? * ? as bucket, served_model, count(*) from requests "
+            f"{where} group by bucket, served_model order by bucket", [bucket_s, bucket_s, *params])]
+
+    def errors_since(self, since: float) -> list[tuple[str, int, str]]:
+        """(model, errors, the latest error's message) for requests that failed since a time."""
+        where, params = self._where(since=since, status="error")
+        return [(model, int(n), error) for model, n, error, _ in self.db.execute(
+            f"select coalesce(nullif(served_model, ''), requested_model) as model, count(*), "
+            f"error, max(created_at) from requests {where} group by model order by 2 desc", params)]
+
+    @staticmethod
+    def _where(model: str = "", status: str = "", since: float | None = None,
+               asked: str = "") -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if model:
+            clauses.append("(requested_model = ? or served_model = ?)")
+            params += [model, model]
+        if status:
+            clauses.append("status = ?")
+            params.append(status)
+        if since is not None:
+            clauses.append("created_at >= ?")
+            params.append(datetime.fromtimestamp(since, UTC).isoformat())
+        if asked:
+            clauses.append("(requested_model = ? or requested_model like ?)")
+            params += [asked, f"{asked}:%"]
+        return ("where " + " and ".join(clauses) if clauses else ""), params

@@ -145,11 +145,15 @@ class Routing:
     def _budget(self, profile: Profile, candidates: list[Candidate]) -> policies.Budget:
         if self.settings.daily_budget is None:
             return policies.Budget()
-        day_start = time.time() - time.time() % 86400
         remote = {c.model: 1.0 for c in candidates if c.facts.locality == "remote"}
-        spent = self.memory.spent_since(day_start, remote)
+        spent = self.memory.spent_since(day_start(), remote)
         tokens = self.settings.expected_output_tokens
         return policies.Budget(spent, {c.model: c.facts.cost(profile.tokens, tokens) for c in candidates})
+
+    async def spent_today(self) -> float:
+        """Dollars spent on remote models since midnight UTC, as the daily budget counts them."""
+        remote = {c.model: 1.0 for c in await self.candidates() if c.facts.locality == "remote"}
+        return await anyio.to_thread.run_sync(self.memory.spent_since, day_start(), remote)
 
     async def route(self, request: Inference, preset: str | None = None, dry_run: bool = False) -> Routed:
         """Choose a model for an `auto` request; raises when no model is left to choose."""
@@ -218,6 +222,12 @@ class Routing:
 
     def is_routed(self, request_id: str) -> bool:
         return self.memory.route_id(request_id) is not None
+
+
+def day_start(now: float | None = None) -> float:
+    """Midnight UTC of today, in unix seconds: when the daily budget starts again."""
+    now = time.time() if now is None else now
+    return now - now % 86400
 
 
 def loaded_context(entry: Entry, options: dict[str, Any]) -> int:

@@ -61,6 +61,21 @@ class Grant:
     load_ns: int = 0  # the load this request waited for, reported as Ollama's load_duration
 
 
+@dataclass(slots=True, frozen=True)
+class Occupant:
+    """A configuration that holds memory or has requests waiting, as the dashboard shows it."""
+
+    key: str
+    model: str
+    state: str  # loading | ready | unloading | absent (waiting to be loaded)
+    footprint: int
+    in_flight: int
+    queued: int
+    parallel: int
+    expires_in_s: float | None  # None: kept forever; while in use, the keep-alive it restarts from
+    in_use: bool
+
+
 class Scheduler:
     def __init__(self, policy: Core, budget: memory.Budget,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -319,6 +334,20 @@ class Scheduler:
             if event := self._unloads.pop(key, None):
                 event.set()
             self._wake()
+
+    # the dashboard
+    def occupants(self) -> list[Occupant]:
+        """Configurations holding memory or with waiting requests, largest first."""
+        now, out = self.clock(), []
+        for c in self.policy.configs.values():
+            if c.state == "absent" and not c.queue:
+                continue
+            in_use = bool(c.in_flight or c.queue) or c.expires_at == math.inf
+            expires = None if c.keep_alive_s == math.inf else (
+                c.keep_alive_s if in_use else max(0.0, c.expires_at - now))
+            out.append(Occupant(c.key, c.model, c.state, c.footprint, c.in_flight, len(c.queue),
+                                c.parallel, expires, in_use))
+        return sorted(out, key=lambda o: (-o.footprint, o.key))
 
     # /api/ps
     def annotate(self, residency: Residency) -> Residency:

@@ -23,6 +23,8 @@ from localforge.route.registry import Registry
 from localforge.schedule.scheduler import Scheduler
 from localforge.server import errors, metrics, ollama_inference, ollama_manage, ollama_models, openai_api, routing_api
 from localforge.server.auth import require_key, warn_if_open
+from localforge.server.dashboard import api as dashboard_api
+from localforge.server.dashboard import page as dashboard_page
 from localforge.server.services import Services, provide_services
 from localforge.store.layout import ModelStore
 
@@ -86,7 +88,8 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
 
     return Litestar(
         route_handlers=[*ollama_models.ROUTES, *ollama_inference.ROUTES, *ollama_manage.ROUTES,
-                        *openai_api.ROUTES, *metrics.ROUTES, *routing_api.ROUTES],
+                        *openai_api.ROUTES, *metrics.ROUTES, *routing_api.ROUTES,
+                        *dashboard_page.ROUTES, *dashboard_api.ROUTES],
         guards=[require_key(settings.api_keys)] if settings.api_keys else [],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         lifespan=[lifespan],

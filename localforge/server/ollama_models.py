@@ -49,9 +49,19 @@ def modelfile(card: ModelCard) -> str:
     return "\n".join(lines) + "\n"
 
 
-@get("/", media_type="text/plain", sync_to_thread=False, opt=PUBLIC)
-def root() -> str:
-    return "Ollama is running"
+RUNNING = "Ollama is running"
+# a browser gets the same words with a link to the dashboard; clients that probe `GET /` compare
+# the plain text, so they get exactly Ollama's
+RUNNING_HTML = ('<!doctype html><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
+                '<link rel="icon" href="data:,"><title>LocalForge</title><p>Ollama is running</p>'
+                '<p>LocalForge: <a href="/ui">the dashboard</a></p>')
+
+
+@get("/", sync_to_thread=False, opt=PUBLIC)
+def root(request: Request) -> Response[str]:
+    if "text/html" in request.headers.get("accept", ""):
+        return Response(RUNNING_HTML, media_type="text/html; charset=utf-8")
+    return Response(RUNNING, media_type="text/plain")
 
 
 @head("/", media_type="text/plain", sync_to_thread=False, opt=PUBLIC)
