@@ -39,7 +39,8 @@ class RequestRecord:
 
     def finish(self, final: Final) -> None:
         self.done_reason = final.done_reason
-        self.prompt_tokens, self.eval_tokens = final.prompt_tokens, final.eval_tokens
+        # the whole prompt, whether evaluated or served by the prompt cache
+        self.prompt_tokens, self.eval_tokens = final.prompt_tokens + final.cached_tokens, final.eval_tokens
         self.load_ns, self.prompt_ns, self.eval_ns = final.load_ns, final.prompt_ns, final.eval_ns
 
 
