@@ -120,3 +120,15 @@ def test_every_request_is_served_once_within_budget_and_bound(
         if cls is Forge:
             assert not any(o.error for o in run.outcomes)
             assert max(o.wait_s for o in run.outcomes) <= 30.0
+
+
+def test_a_busier_model_is_not_brought_in_when_that_would_starve_an_older_request() -> None:
+    """Found by the property test: after `c`, bringing in `a` (three fresh requests) before `b`
+    (one request, waiting far longer) left `b` no room for its own load within the bound."""
+    at = [(0, "a", 1), (0, "a", 1), (0, "b", 1), (0, "b", 1), (1, "b", .5), (1, "c", 1), (7, "a", 1),
+          (15, "a", 1), (15, "a", 1), (15, "a", 1), (15, "b", 1), (20, "c", .5), (20, "c", .5),
+          (20, "a", .25), (22, "a", .25), (30, "a", 1), (30, "a", 1), (30, "a", 1)]
+    trace = [Arrival(float(t), m, float(s)) for t, m, s in at]
+    models = {n: SimModel(n, 5 * GB, 3.0) for n in "abc"}
+    run = simulate(Forge(5 * GB, parallel=1, starvation_s=30.0, min_resident_s=2.0), models, trace)
+    assert max(o.wait_s for o in run.outcomes) <= 30.0

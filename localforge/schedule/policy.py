@@ -138,7 +138,16 @@ class Forge(Core):
         if self._trigger_at(now) <= now:
             return waiting[0], True
         busiest = max(waiting, key=lambda c: (len(c.queue), -self.waiting_since(c)))
+        if busiest is not waiting[0] and self._detour_breaks_bound(busiest, waiting[0], now):
+            return waiting[0], False
         return busiest, False
+
+    def _detour_breaks_bound(self, busiest: Config, oldest: Config, now: float) -> bool:
+        """Would bringing in `busiest` first (its load, then at least its resident floor, since
+        a model with work is protected that long) leave `oldest` no time for its own load?"""
+        detour = (self._drain_s(now) + busiest.load_s
+                  + max(self._occupancy(busiest, now), self.resident_floor(busiest)) + oldest.load_s)
+        return now + SAFETY * detour + 0.05 > self.waiting_since(oldest) + self.starvation_s
 
     def _releasable(self, config: Config, target: Config, now: float) -> bool:
         """May an idle model with no queue give way to `target` without urgency? (ski rental)"""
