@@ -35,9 +35,13 @@ log = logging.getLogger(__name__)
 class Served:
     """A request on its way: the model that serves it and the stream of its answer."""
 
-    entry: Entry
+    entry: Entry | None  # None: `auto` asked only to load, which no one model answers
     events: AsyncIterator[Event]
     headers: dict[str, str] = field(default_factory=dict)
+
+
+async def _auto_load(request: Inference) -> AsyncIterator[Event]:
+    yield Final(done_reason="unload" if request.keep_alive == 0 else "load")
 
 
 class Pipeline:
@@ -58,6 +62,10 @@ class Pipeline:
         """Resolve the model now (so a bad name fails before any byte is sent); stream later."""
         record = RequestRecord(id=request.request_id, endpoint=endpoint,
                                requested_model=request.model, client=request.client)
+        if self.routing is not None and preset_of(request.model) is not None and request.is_load_only:
+            # `ollama run auto` first sends `messages: []`: the model is chosen per prompt later
+            return Served(None, _auto_load(request), {"X-LocalForge-Model": request.model,
+                                                      "X-LocalForge-Request-Id": request.request_id})
         try:
             routed = await self._route_auto(request)
             entry = routed.entries[routed.decision.chosen] if routed else await self.route(request)
