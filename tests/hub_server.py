@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
@@ -35,6 +36,7 @@ class Hub:
     # the registry: "ns/name:tag" -> layers as (media type suffix, bytes, advertised sha256)
     library: dict[str, list[tuple[str, bytes, str]]] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)  # gated repo -> the token it wants
+    pace: dict[str, float] = field(default_factory=dict)  # file -> seconds to wait per 64 KiB sent
     authorizations: list[str | None] = field(default_factory=list)  # what each request sent
     url: str = ""
     server: ThreadingHTTPServer | None = None
@@ -171,7 +173,12 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 self.close_connection = True
                 return None
-            self.wfile.write(body)
+            step = 1 << 16
+            for start in range(0, len(body), step):
+                self.wfile.write(body[start:start + step])
+                if name in hub.pace:
+                    self.wfile.flush()
+                    time.sleep(hub.pace[name])
             return None
 
     return Handler

@@ -1,8 +1,8 @@
 """Model management: POST /api/pull, HEAD/POST /api/blobs/:digest, POST /api/create, POST /api/copy
 and DELETE /api/delete.
 
-Pull and create stream progress lines (NDJSON) unless `stream` is false, in which case only the last
-line is sent. Everything that can go wrong before the first line (a bad name, an unknown
+Pull and create stream progress lines (NDJSON) unless `stream` is false, in which case only the
+last line is sent. Everything that can go wrong before the first line (a bad name, an unknown
 repository or quant, a missing blob, a bad template) is answered with its real status.
 
 Pull takes Hugging Face names, `hf.co/{owner}/{repo}[:{quant}]`, from `hf_endpoint` (or HF_ENDPOINT),
@@ -10,7 +10,7 @@ and Ollama-library names, `name[:tag]` and `namespace/name[:tag]`, from `registr
 already here and did not come from the registry succeeds without a download; one that did is
 pulled again, which fetches only the layers that changed. Create takes `files` (one uploaded GGUF
 blob), or `from`: a model name, or an absolute path to a readable `.gguf` file on the server's own
-disk, which is served in place, not copied.
+disk, which is served in place, not copied; or the legacy `modelfile` text (localforge/modelfile.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import msgspec
 from litestar import Request, Response, delete, head, post
 from litestar.response import Stream
 
-from localforge import names
+from localforge import modelfile, names
 from localforge.errors import BadRequest, ModelNotFound
 from localforge.server import body, streams, wire
 from localforge.server.services import Services
@@ -107,6 +107,25 @@ async def blob_upload(digest: str, request: Request, services: Services) -> Resp
 
 
 # create
+def _with_modelfile(req: wire.CreateRequest) -> wire.CreateRequest:
+    """The legacy `modelfile` text fills in whatever the request does not say itself."""
+    if not req.modelfile:
+        return req
+    parsed = modelfile.parse(req.modelfile)
+    base: dict[str, Any] = {}
+    if not req.from_ and not req.files:
+        blob = parsed.from_blob
+        base = {"files": {"model.gguf": blob}} if blob else {"from_": parsed.from_}
+    messages = [wire.WireMessage(role=m["role"], content=m["content"]) for m in parsed.messages]
+    return msgspec.structs.replace(
+        req, **base,
+        template=req.template if req.template is not None else parsed.template,
+        system=req.system if req.system is not None else parsed.system,
+        license=req.license if req.license is not None else (parsed.license or None),
+        parameters={**parsed.parameters, **(req.parameters or {})} or None,
+        messages=req.messages if req.messages is not None else (messages or None))
+
+
 async def _create_steps(manifest: Manifest) -> AsyncIterator[pulling.PullStep]:
     if manifest.gguf.startswith("sha256"):
         yield pulling.PullStep(f"using existing layer {manifest.gguf}")
@@ -141,7 +160,7 @@ async def _base(services: Services, req: wire.CreateRequest) -> tuple[Manifest, 
 
 @post("/api/create", status_code=200)
 async def create(request: Request, services: Services) -> Response[Any] | Stream:
-    req = await body.read(request, wire.CreateRequest, services.settings.max_body_bytes)
+    req = _with_modelfile(await body.read(request, wire.CreateRequest, services.settings.max_body_bytes))
     name = names.canonical(req.model or req.name)
     base, label = await _base(services, req)
     messages = [msgspec.to_builtins(m) for m in req.messages] if req.messages is not None else None
