@@ -228,7 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `run MODEL --verbose some words`: the prompt's words may follow options, as with `ollama run`
+    if extra and isinstance(getattr(args, "prompt", None), list) and not any(e.startswith("-") for e in extra):
+        args.prompt += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         result: int = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
