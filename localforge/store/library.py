@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ MANIFEST_TYPES = ("application/vnd.docker.distribution.manifest.v2+json, "
 LAYER = "application/vnd.ollama.image."
 MAX_TEXT_LAYER = 4 << 20  # a template or a license; anything bigger is not text meant for us
 TEXT_LAYERS = ("template", "system", "params", "license", "messages")
+_RESPONSE = re.compile(r"\{\{-?\s*\.Response\s*-?\}\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,17 +141,28 @@ async def _fetch_text(client: httpx.AsyncClient, url: str, layer: Layer) -> tupl
     return data, blob.step(len(data))
 
 
-def _template(store: ModelStore, gguf: str, library_template: str) -> str:
-    """The library template only when the GGUF has none and our Go subset can render it."""
-    if not library_template or gguf_info.read(store.blob_path(gguf)).chat_template:
-        return ""
-    try:
-        gotemplate.compile_template(library_template)
+def usable_template(library_template: str) -> str:
+    """The library's Go template if LocalForge's Go subset renders it, cut at `{{ .Response }}` as
+    Ollama cuts it for a prompt; "" when it cannot, so the family's built-in template applies."""
+    cut = _RESPONSE.split(library_template, maxsplit=1)[0]
+    question = "\x00question\x00"
+    trial = {"System": "", "Prompt": question, "Response": "", "Suffix": "", "Tools": None,
+             "Messages": [{"Role": "user", "Content": question}]}
+    try:  # conditions are only checked when they are evaluated: render with and without a system
+        rendered = gotemplate.render(cut, trial)
+        gotemplate.render(cut, {**trial, "System": "system"})
     except BadRequest as exc:
         log.warning("the library template cannot be rendered here (%s); the family's built-in "
                     "template is used instead", exc.message)
         return ""
-    return library_template
+    return cut if question in rendered else ""
+
+
+def _template(store: ModelStore, gguf: str, library_template: str) -> str:
+    """The GGUF's own chat template wins; the library's is used only when the file has none."""
+    if not library_template or gguf_info.read(store.blob_path(gguf)).chat_template:
+        return ""
+    return usable_template(library_template)
 
 
 def _settings(texts: dict[str, bytes]) -> dict[str, Any]:
