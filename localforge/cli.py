@@ -12,35 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from localforge import __version__
-from localforge.config import DEFAULT_PORT, parse_ollama_host
+from localforge.config import DEFAULT_PORT
+from localforge.console import show
+from localforge.console.client import HOST_HELP
+from localforge.console.client import call as _call
 from localforge.errors import LocalForgeError
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def server_url(args: argparse.Namespace) -> str:
-    if getattr(args, "host", None):
-        return args.host.rstrip("/") if "://" in args.host else f"http://{args.host}"
-    host, port = parse_ollama_host(os.environ.get("OLLAMA_HOST", f"127.0.0.1:{DEFAULT_PORT}"))
-    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-
-
-def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
-    import httpx
-
-    key = os.environ.get("LOCALFORGE_API_KEY", "").split(",")[0].strip()
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    try:
-        response = httpx.request(method, server_url(args) + path, json=body, headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        raise SystemExit(f"Error: could not reach LocalForge at {server_url(args)}: {exc}") from exc
-    if response.status_code >= 400:
-        try:
-            message = response.json().get("error", response.text)
-        except ValueError:
-            message = response.text
-        raise SystemExit(f"Error: {message}")
-    return response.json()
 
 
 def _size(n: int) -> str:
@@ -93,25 +71,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     info = _call(args, "POST", "/api/show", {"model": args.model})
-    if args.modelfile:
-        print(info["modelfile"])
-        return 0
-    details, model_info = info["details"], info["model_info"]
-    arch = model_info.get("general.architecture", details.get("family", ""))
-    print("  Model")
-    for label, value in [("architecture", arch), ("parameters", details.get("parameter_size")),
-                         ("context length", model_info.get(f"{arch}.context_length")),
-                         ("embedding length", model_info.get(f"{arch}.embedding_length")),
-                         ("quantization", details.get("quantization_level"))]:
-        if value:
-            print(f"    {label:<20}{value}")
-    print("\n  Capabilities")
-    for capability in info.get("capabilities", []):
-        print(f"    {capability}")
-    if info.get("parameters"):
-        print("\n  Parameters")
-        for line in info["parameters"].splitlines():
-            print(f"    {line}")
+    print(info["modelfile"] if args.modelfile else show.describe(info))
     return 0
 
 
@@ -204,14 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in [("list", cmd_list, "list the models a running server offers"),
                              ("ps", cmd_ps, "list the models a running server has loaded")]:
         p = sub.add_parser(name, help=text, description=text.capitalize() + ".")
-        p.add_argument("--host", help="server URL (default from OLLAMA_HOST, else 127.0.0.1:11434)")
+        p.add_argument("--host", help=HOST_HELP)
         p.set_defaults(func=func)
 
     show = sub.add_parser("show", help="show a model's details", description="Show a model's details.")
     show.add_argument("model", help="model name, e.g. smollm2:135m")
     show.add_argument("--modelfile", action="store_true", help="print the model's Modelfile")
-    show.add_argument("--host", help="server URL (default from OLLAMA_HOST, else 127.0.0.1:11434)")
+    show.add_argument("--host", help=HOST_HELP)
     show.set_defaults(func=cmd_show)
+
+    from localforge.console import chat, models
+
+    chat.add_parser(sub)
+    models.add_parsers(sub)
 
     plug = sub.add_parser("plugins", help="list installed plugins, their hooks and the backends they register",
                           description="List installed plugins, the hooks each implements and the "
@@ -227,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("text", help="the prompt")
     route.add_argument("--model", default="auto", help="auto or auto:<preset> (default auto)")
     route.add_argument("--json", action="store_true", help="print the whole dry run as JSON")
-    route.add_argument("--host", help="server URL (default from OLLAMA_HOST, else 127.0.0.1:11434)")
+    route.add_argument("--host", help=HOST_HELP)
     route.set_defaults(func=cmd_route)
 
     from localforge.memory.forget import date
@@ -266,7 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `run MODEL --verbose some words`: the prompt's words may follow options, as with `ollama run`
+    if extra and isinstance(getattr(args, "prompt", None), list) and not any(e.startswith("-") for e in extra):
+        args.prompt += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         result: int = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit

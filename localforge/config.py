@@ -68,6 +68,8 @@ class Settings(msgspec.Struct, kw_only=True):
     # when set, every endpoint but `GET /` and `/api/version` needs `Authorization: Bearer KEY`
     api_keys: list[str] = []
     hf_endpoint: str = "https://huggingface.co"
+    # where `/api/pull` finds Ollama-library names (`llama3.2`, `ns/name:tag`)
+    registry: str = "https://registry.ollama.ai"
     models: list[ModelConfig] = []
     # the `auto` model: presets, exploration, policies and per-model routing facts
     router: RouterSettings = msgspec.field(default_factory=RouterSettings)

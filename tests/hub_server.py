@@ -1,9 +1,12 @@
-"""A stand-in for the Hugging Face Hub on loopback: the tree API and `resolve` downloads with Range.
+"""Stand-ins on loopback for the Hugging Face Hub and the Ollama registry, downloads with Range.
 
 It answers exactly the requests LocalForge makes of the real Hub: `GET /api/models/{o}/{r}/tree/main`
 lists files with `lfs.oid` (the sha256), and `GET /{o}/{r}/resolve/main/{file}` redirects to a
-CDN-like URL that serves the bytes, honouring `Range: bytes=N-`. A test can make the next download
-of a file drop the connection after some bytes, or serve bytes that do not match the sha256.
+CDN-like URL that serves the bytes, honouring `Range: bytes=N-`. As the Ollama registry it serves
+`GET /v2/{ns}/{name}/manifests/{tag}` (Docker manifest v2 with Ollama's layer media types) and
+`GET /v2/{ns}/{name}/blobs/sha256:{hex}`, redirecting to the same CDN. A test can make the next
+download of a file drop the connection after some bytes, or serve bytes that do not match the
+sha256; `tokens` makes a repository answer 401 unless its bearer token is sent.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
@@ -29,6 +33,11 @@ class Hub:
     # file path -> bytes to send before dropping the connection, for the next download only
     drop_after: dict[str, int] = field(default_factory=dict)
     downloads: list[tuple[str, str | None]] = field(default_factory=list)  # (file, Range header)
+    # the registry: "ns/name:tag" -> layers as (media type suffix, bytes, advertised sha256)
+    library: dict[str, list[tuple[str, bytes, str]]] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)  # gated repo -> the token it wants
+    pace: dict[str, float] = field(default_factory=dict)  # file -> seconds to wait per 64 KiB sent
+    authorizations: list[str | None] = field(default_factory=list)  # what each request sent
     url: str = ""
     server: ThreadingHTTPServer | None = None
 
@@ -37,12 +46,40 @@ class Hub:
         self.repos.setdefault(repo, {})[path] = file
         return file
 
+    def publish(self, model: str, layers: dict[str, bytes], corrupt: str = "") -> dict[str, str]:
+        """Put `ns/name:tag` in the registry; `layers` maps a kind (model, template, params,
+        system, license, messages) to its bytes. The `corrupt` kind is served with bytes that do
+        not match its digest. Returns each kind's sha256."""
+        entries, digests = [], {}
+        for kind, data in layers.items():
+            digest = hashlib.sha256(data).hexdigest()
+            served = data[:-1] + bytes([data[-1] ^ 0xFF]) if kind == corrupt else data
+            entries.append((kind, served, digest))
+            digests[kind] = digest
+        self.library[model] = entries
+        return digests
+
     def find(self, sha256: str) -> tuple[str, HubFile] | None:
         for files in self.repos.values():
             for path, file in files.items():
                 if file.sha256 == sha256:
                     return path, file
+        for model, layers in self.library.items():
+            for kind, data, digest in layers:
+                if digest == sha256:
+                    return f"{model} {kind}", HubFile(data, digest)
         return None
+
+    def manifest(self, model: str) -> dict[str, object] | None:
+        layers = self.library.get(model)
+        if layers is None:
+            return None
+        config = b'{"model_format":"gguf"}'
+        return {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                           "digest": "sha256:" + hashlib.sha256(config).hexdigest(), "size": len(config)},
+                "layers": [{"mediaType": f"application/vnd.ollama.image.{kind}", "digest": f"sha256:{digest}",
+                            "size": len(data)} for kind, data, digest in layers]}
 
     def stop(self) -> None:
         if self.server:
@@ -65,10 +102,34 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _redirect(self, sha256: str) -> None:
+            self.send_response(307)
+            self.send_header("Location", f"/cdn/{sha256}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def do_GET(self) -> None:  # noqa: N802
             path = unquote(urlsplit(self.path).path)
+            hub.authorizations.append(self.headers.get("Authorization"))
+            if m := re.fullmatch(r"/v2/([^/]+/[^/]+)/manifests/([^/]+)", path):
+                manifest = hub.manifest(f"{m.group(1)}:{m.group(2)}")
+                if manifest is None:
+                    return self._json(404, {"errors": [{"code": "MANIFEST_UNKNOWN"}]})
+                return self._json(200, manifest)
+            if m := re.fullmatch(r"/v2/[^/]+/[^/]+/blobs/sha256:([0-9a-f]{64})", path):
+                if m.group(1) == hashlib.sha256(b'{"model_format":"gguf"}').hexdigest():
+                    body = b'{"model_format":"gguf"}'
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return None
+                return self._redirect(m.group(1))
             if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/main", path):
                 files = hub.repos.get(m.group(1))
+                wanted = hub.tokens.get(m.group(1))
+                if wanted and self.headers.get("Authorization") != f"Bearer {wanted}":
+                    files = None
                 if files is None:  # the real Hub answers 401 for a repo it will not show
                     return self._json(401, {"error": "Repository not found"})
                 return self._json(200, [
@@ -112,7 +173,12 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 self.close_connection = True
                 return None
-            self.wfile.write(body)
+            step = 1 << 16
+            for start in range(0, len(body), step):
+                self.wfile.write(body[start:start + step])
+                if name in hub.pace:
+                    self.wfile.flush()
+                    time.sleep(hub.pace[name])
             return None
 
     return Handler

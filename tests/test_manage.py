@@ -57,7 +57,7 @@ def manage_server(tmp_path_factory: pytest.TempPathFactory, hub: Hub,
     settings = (f'max_body_bytes = {64 * 1024}\n[[models]]\nname = "configured:latest"\n'
                 f'path = "{ggufs["configured"]}"\n')
     running = start_server(tmp_path_factory.mktemp("manage"), models, settings,
-                           env={"HF_ENDPOINT": hub.url})
+                           env={"HF_ENDPOINT": hub.url, "LOCALFORGE_REGISTRY": hub.url})
     yield running
     stop_server(running)
 
@@ -172,9 +172,9 @@ def test_an_unknown_quant_lists_the_ones_there_are(client: ollama.Client) -> Non
 def test_pull_of_a_name_that_is_not_on_hugging_face(http: httpx.Client) -> None:
     here = http.post("/api/pull", json={"model": "loose", "stream": False})
     assert here.json() == {"status": "success"}  # already present: nothing to do
-    missing = http.post("/api/pull", json={"model": "llama3.2"})
-    assert missing.status_code == 400
-    assert "hf.co/{owner}/{repo}" in missing.json()["error"]
+    missing = http.post("/api/pull", json={"model": "llama3.2"})  # the registry is the stand-in Hub
+    assert missing.status_code == 404
+    assert "'llama3.2:latest' is not in the library" in missing.json()["error"]
     for bad in ("hf.co/../etc", "hf.co/only-owner", "hf.co/a/b/c"):
         assert http.post("/api/pull", json={"model": bad}).status_code == 400
 

@@ -23,6 +23,8 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "demo_models": ("false", False), "origins": ("http://a.example, http://b.example",
                                                  ["http://a.example", "http://b.example"]),
     "hf_endpoint": ("https://hf-mirror.example", "https://hf-mirror.example"),
+    "registry": ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    "safe_mode": ("on", "on"), "runner_cooldown_s": ("30", 30.0),
     "api_keys": ("key-one,key-two", ["key-one", "key-two"]),
     "safe_mode": ("on", "on"), "runner_cooldown_s": ("30", 30.0),
 }

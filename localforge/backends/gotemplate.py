@@ -67,6 +67,8 @@ def _parse(tokens: list[tuple[str, str]], pos: int, stop: tuple[str, ...]) -> tu
             return nodes, pos, value
         if word in ("if", "range"):
             node = _Node(word, value[len(word):].strip())
+            if word == "range" and not re.fullmatch(r"\$?\.\w+", node.arg):
+                raise BadRequest(f"template: unsupported range {{{{ {value} }}}}")
             node.body, pos, ended = _parse(tokens, pos, ("end", "else"))
             if ended.startswith("else if"):
                 inner, pos = _parse_else_if(tokens, pos, ended)

@@ -39,6 +39,20 @@ LLAMA3 = (
     "{{ m.content }}<|eot_id|>{% endfor %}"
     "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
 )
+MISTRAL = (
+    "{{ bos_token }}{% set sys = namespace(text='') %}"
+    "{% for m in messages %}{% if m.role == 'system' %}{% set sys.text = m.content + '\n\n' %}"
+    "{% elif m.role == 'user' %}[INST] {{ sys.text if loop.last else '' }}{{ m.content }}[/INST]"
+    "{% else %} {{ m.content }}{{ eos_token }}{% endif %}{% endfor %}"
+)
+PHI3 = (
+    "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+PHI4 = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}<|im_sep|>{{ m.content }}<|im_end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant<|im_sep|>{% endif %}"
+)
 PLAIN = (
     "{% for m in messages %}{{ m.role | capitalize }}: {{ m.content }}\n{% endfor %}"
     "{% if add_generation_prompt %}Assistant:{% endif %}"
@@ -47,7 +61,10 @@ PLAIN = (
 FALLBACKS = (
     ("<start_of_turn>", "gemma", GEMMA, ["<end_of_turn>"]),
     ("<|start_header_id|>", "llama3", LLAMA3, ["<|eot_id|>"]),
+    ("<|im_sep|>", "phi4", PHI4, ["<|im_end|>"]),
     ("<|im_start|>", "chatml", CHATML, ["<|im_end|>"]),
+    ("[INST]", "mistral", MISTRAL, ["</s>"]),
+    ("<|assistant|>", "phi3", PHI3, ["<|end|>"]),
 )
 TOOL_INSTRUCTIONS = (
     "You can call these tools:\n{tools}\n\nTo call a tool, answer only with "

@@ -1,14 +1,16 @@
 """Model management: POST /api/pull, HEAD/POST /api/blobs/:digest, POST /api/create, POST /api/copy
 and DELETE /api/delete.
 
-Pull and create stream progress lines (NDJSON) unless `stream` is false, in which case only the last
-line is sent. Everything that can go wrong before the first line (a bad name, an unknown
+Pull and create stream progress lines (NDJSON) unless `stream` is false, in which case only the
+last line is sent. Everything that can go wrong before the first line (a bad name, an unknown
 repository or quant, a missing blob, a bad template) is answered with its real status.
 
-Pull takes Hugging Face names, `hf.co/{owner}/{repo}[:{quant}]`, from `hf_endpoint` (or HF_ENDPOINT);
-a name that is already here succeeds without a download. Create takes `files` (one uploaded GGUF
+Pull takes Hugging Face names, `hf.co/{owner}/{repo}[:{quant}]`, from `hf_endpoint` (or HF_ENDPOINT),
+and Ollama-library names, `name[:tag]` and `namespace/name[:tag]`, from `registry`. A model that is
+already here and did not come from the registry succeeds without a download; one that did is
+pulled again, which fetches only the layers that changed. Create takes `files` (one uploaded GGUF
 blob), or `from`: a model name, or an absolute path to a readable `.gguf` file on the server's own
-disk, which is served in place, not copied.
+disk, which is served in place, not copied; or the legacy `modelfile` text (localforge/modelfile.py).
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Request, Response, delete, head, post
 from litestar.response import Stream
 
-from localforge import names
+from localforge import modelfile, names
 from localforge.errors import BadRequest, ModelNotFound
 from localforge.server import body, streams, wire
 from localforge.server.services import Services
 from localforge.store import create as making
+from localforge.store import library
 from localforge.store import pull as pulling
 from localforge.store.layout import Manifest
 
@@ -66,15 +70,26 @@ async def pull(request: Request, services: Services) -> Response[Any] | Stream:
     if not name:
         raise BadRequest("model is required")
     hub = pulling.hub_name(name)
-    if hub is None:
-        try:  # a model already here needs no pull, as `ollama pull` of an up-to-date model
-            await services.registry.resolve(name)
-        except ModelNotFound:
-            raise BadRequest(f"cannot pull '{name}': LocalForge pulls GGUF models from Hugging "
-                             "Face, named hf.co/{owner}/{repo}[:{quant}]") from None
+    if hub is not None:
+        steps = pulling.pull(services.store, services.settings.hf_endpoint, hub)
+        return await _answer(_refreshing(services, steps), req.stream)
+    registry = services.settings.registry
+    wanted = library.library_name(name, registry)
+    if await _here_not_from_registry(services, name):
         return await _answer(_pull_known(name), req.stream)
-    steps = pulling.pull(services.store, services.settings.hf_endpoint, hub)
-    return await _answer(_refreshing(services, steps), req.stream)
+    return await _answer(_refreshing(services, library.pull(services.store, registry, wanted)), req.stream)
+
+
+async def _here_not_from_registry(services: Services, name: str) -> bool:
+    """A loose file, a config model, a created or copied one: nothing in the registry to update."""
+    stored = services.store.read(name)
+    if stored is not None:
+        return stored.source.split("/", 1)[0] != urlsplit(services.settings.registry).netloc
+    try:
+        await services.registry.resolve(name)
+    except ModelNotFound:
+        return False
+    return True
 
 
 # blobs
@@ -92,6 +107,25 @@ async def blob_upload(digest: str, request: Request, services: Services) -> Resp
 
 
 # create
+def _with_modelfile(req: wire.CreateRequest) -> wire.CreateRequest:
+    """The legacy `modelfile` text fills in whatever the request does not say itself."""
+    if not req.modelfile:
+        return req
+    parsed = modelfile.parse(req.modelfile)
+    base: dict[str, Any] = {}
+    if not req.from_ and not req.files:
+        blob = parsed.from_blob
+        base = {"files": {"model.gguf": blob}} if blob else {"from_": parsed.from_}
+    messages = [wire.WireMessage(role=m["role"], content=m["content"]) for m in parsed.messages]
+    return msgspec.structs.replace(
+        req, **base,
+        template=req.template if req.template is not None else parsed.template,
+        system=req.system if req.system is not None else parsed.system,
+        license=req.license if req.license is not None else (parsed.license or None),
+        parameters={**parsed.parameters, **(req.parameters or {})} or None,
+        messages=req.messages if req.messages is not None else (messages or None))
+
+
 async def _create_steps(manifest: Manifest) -> AsyncIterator[pulling.PullStep]:
     if manifest.gguf.startswith("sha256"):
         yield pulling.PullStep(f"using existing layer {manifest.gguf}")
@@ -126,7 +160,7 @@ async def _base(services: Services, req: wire.CreateRequest) -> tuple[Manifest, 
 
 @post("/api/create", status_code=200)
 async def create(request: Request, services: Services) -> Response[Any] | Stream:
-    req = await body.read(request, wire.CreateRequest, services.settings.max_body_bytes)
+    req = _with_modelfile(await body.read(request, wire.CreateRequest, services.settings.max_body_bytes))
     name = names.canonical(req.model or req.name)
     base, label = await _base(services, req)
     messages = [msgspec.to_builtins(m) for m in req.messages] if req.messages is not None else None

@@ -229,6 +229,7 @@ class CreateRequest(Struct):
     messages: list[WireMessage] | None = None
     quantize: str | None = None
     stream: bool | None = None
+    modelfile: str | None = None  # the legacy form: the Modelfile's text, FROM @sha256:… for a blob
 
 
 class CopyRequest(Struct):
