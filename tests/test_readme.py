@@ -26,7 +26,6 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "registry": ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
     "safe_mode": ("on", "on"), "runner_cooldown_s": ("30", 30.0),
     "api_keys": ("key-one,key-two", ["key-one", "key-two"]),
-    "safe_mode": ("on", "on"), "runner_cooldown_s": ("30", 30.0),
 }
 
 
