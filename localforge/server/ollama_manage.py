@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
+import anyio.to_thread
 import msgspec
 from litestar import Request, Response, delete, head, post
 from litestar.response import Stream
@@ -130,8 +132,10 @@ async def create(request: Request, services: Services) -> Response[Any] | Stream
     name = names.canonical(req.model or req.name)
     base, label = await _base(services, req)
     messages = [msgspec.to_builtins(m) for m in req.messages] if req.messages is not None else None
-    manifest = making.settle(base, name, template=req.template, system=req.system,
-                             parameters=req.parameters, license=req.license, messages=messages)
+    # settle renders the template once to check it: CPU work, off the event loop
+    manifest = await anyio.to_thread.run_sync(partial(
+        making.settle, base, name, template=req.template, system=req.system,
+        parameters=req.parameters, license=req.license, messages=messages))
     await making.write_checked(services.store, manifest, label)
     await services.registry.refresh()
     return await _answer(_create_steps(manifest), req.stream)

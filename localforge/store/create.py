@@ -24,7 +24,7 @@ from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from localforge import names
-from localforge.backends import cards, gguf_info, gotemplate
+from localforge.backends import cards, gguf_info, gotemplate, prompts
 from localforge.backends.base import ModelCard
 from localforge.config import Settings
 from localforge.errors import BadRequest
@@ -130,11 +130,17 @@ def from_blob(store: ModelStore, files: dict[str, str]) -> Manifest:
 
 def from_path(text: str) -> Manifest:
     """A GGUF file on the server's own disk; only an absolute path to an existing readable .gguf."""
+    if len(text) > 4096 or "\0" in text:
+        raise BadRequest("from: not a model name, and too long (or odd) to be a path")
     path = Path(text).expanduser()
     if not path.is_absolute():
         raise BadRequest(f"from: '{text}' is a relative path; give an absolute path to a .gguf "
                          "file on the server, or upload it with POST /api/blobs")
-    if path.suffix.lower() != ".gguf" or not path.is_file() or not os.access(path, os.R_OK):
+    try:
+        readable = path.suffix.lower() == ".gguf" and path.is_file() and os.access(path, os.R_OK)
+    except OSError:  # a name too long, a loop of links
+        readable = False
+    if not readable:
         raise BadRequest(f"from: {path} is not a readable .gguf file on the server")
     return Manifest(model="", gguf=str(path.resolve()), source="file")
 
@@ -149,11 +155,14 @@ def check_template(text: str) -> None:
         gotemplate.compile_template(text)
         if "{{" in _ACTION.sub("", text):
             raise BadRequest("template: unclosed action ('{{' without '}}')")
-        return
-    try:
-        ImmutableSandboxedEnvironment().parse(text)
-    except TemplateSyntaxError as exc:
-        raise BadRequest(f"template: {exc.message} (line {exc.lineno})") from exc
+    else:
+        try:
+            ImmutableSandboxedEnvironment().parse(text)
+        except TemplateSyntaxError as exc:
+            raise BadRequest(f"template: {exc.message} (line {exc.lineno})") from exc
+        except RecursionError as exc:
+            raise BadRequest("template: nested too deeply") from exc
+    prompts.trial_render(text)  # CPU-bound and bounded: the caller runs settle in a thread
 
 
 def check_gguf(store: ModelStore, manifest: Manifest, label: str) -> None:
