@@ -22,16 +22,22 @@ from localforge.route import auto
 from localforge.route.registry import Registry
 from localforge.schedule.disconnect import watch_disconnect
 from localforge.schedule.scheduler import Scheduler
-from localforge.server import errors, metrics, ollama_inference, ollama_manage, ollama_models, openai_api, routing_api
+from localforge.server import (
+    errors,
+    metrics,
+    ollama_inference,
+    ollama_manage,
+    ollama_models,
+    openai_api,
+    origins,
+    routing_api,
+)
 from localforge.server.auth import require_key, warn_if_open
 from localforge.server.services import Services, provide_services
 from localforge.store.layout import ModelStore
 
 log = logging.getLogger(__name__)
 
-# Ollama's envconfig.AllowedOrigins: localhost, 127.0.0.1 and 0.0.0.0 on any port, app schemes
-ORIGIN_REGEX = (r"^(https?://(localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(:\d+)?"
-                r"|app://.*|file://.*|tauri://.*|vscode-webview://.*)$")
 CORS_HEADERS = ["Authorization", "Content-Type", "User-Agent", "Accept", "X-Requested-With",
                 "OpenAI-Beta", "x-stainless-arch", "x-stainless-async", "x-stainless-custom-poll-interval",
                 "x-stainless-helper-method", "x-stainless-lang", "x-stainless-os",
@@ -40,7 +46,7 @@ CORS_HEADERS = ["Authorization", "Content-Type", "User-Agent", "Accept", "X-Requ
 
 
 def cors(settings: Settings) -> CORSConfig:
-    return CORSConfig(allow_origins=settings.origins, allow_origin_regex=ORIGIN_REGEX,
+    return CORSConfig(allow_origins=settings.origins, allow_origin_regex=origins.allows(settings.origins).pattern,
                       allow_methods=["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"],
                       allow_headers=CORS_HEADERS, expose_headers=[
                           "X-LocalForge-Model", "X-LocalForge-Route", "X-LocalForge-Request-Id"])
@@ -87,7 +93,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
     return Litestar(
         route_handlers=[*ollama_models.ROUTES, *ollama_inference.ROUTES, *ollama_manage.ROUTES,
                         *openai_api.ROUTES, *metrics.ROUTES, *routing_api.ROUTES],
-        middleware=[watch_disconnect],
+        middleware=[origins.refuse_other_origins(settings.origins), watch_disconnect],
         guards=[require_key(settings.api_keys)] if settings.api_keys else [],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         lifespan=[lifespan],
