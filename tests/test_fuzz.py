@@ -54,8 +54,8 @@ FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
                       "template": st.sampled_from(["{{ .Prompt }}", "{{ 'a' * 99999999 }}", "{% for %}"])
                       | JSON, "format": FORMAT, "raw": JSON, "context": JSON, "images": JSON, "think": JSON},
     "/api/chat": {**COMMON, "model": MODEL, "messages": MESSAGES, "tools": TOOLS, "format": FORMAT, "think": JSON},
-    "/api/embed": {**COMMON, "model": MODEL, "input": st.text(max_size=20) | st.lists(st.text(max_size=10), max_size=3) | JSON,
-                   "truncate": JSON, "dimensions": JSON},
+    "/api/embed": {**COMMON, "model": MODEL, "truncate": JSON, "dimensions": JSON,
+                   "input": st.text(max_size=20) | st.lists(st.text(max_size=10), max_size=3) | JSON},
     "/api/embeddings": {**COMMON, "model": MODEL, "prompt": st.text(max_size=20) | JSON},
     "/api/show": {"model": MODEL, "name": MODEL, "verbose": JSON},
     "/api/create": {"model": MODEL, "from": MODEL, "template": JSON | st.just("{{ 1/0 }}"),
