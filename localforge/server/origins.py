@@ -14,6 +14,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Callable
+from typing import Any
 
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -55,7 +56,9 @@ async def _forbid(scope: Scope, send: Send, origin: str) -> None:
     else:
         payload = {"error": message}
     body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": 403,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    start: Any = {"type": "http.response.start", "status": 403,
+                  "headers": [(b"content-type", b"application/json"),
+                              (b"content-length", str(len(body)).encode())]}
+    await send(start)
+    end: Any = {"type": "http.response.body", "body": body}
+    await send(end)
