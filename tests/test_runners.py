@@ -206,3 +206,22 @@ def test_memory_stays_flat_over_thirty_loads_and_unloads(tmp_path: Path, tiny_mo
     assert all(c.loaded_runners > 100 * MB for c in cycles)  # the model really was resident each time
     settled = cycles[4].unloaded_server  # the first loads warm the server's caches and pools
     assert cycles[-1].unloaded_server - settled < 16 * MB, [round(c.unloaded_server / MB) for c in cycles]
+
+
+def test_the_server_log_survives_concurrent_loads(tmp_path: Path, tiny_models: Path) -> None:
+    """Issue 15: after concurrent loads the server's stdout and stderr ended up on /dev/null."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    running = start_server(tmp_path, tiny_models)
+    try:
+        def load(n: int) -> int:
+            body = {"model": ["tiny", "tiny-fim", "tiny-plain"][n % 3], "prompt": "hi", "stream": False,
+                    "options": {"num_predict": 2, "num_ctx": 256 * (1 + n // 3)}}
+            return httpx.post(running.url + "/api/generate", json=body, timeout=120).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(load, range(6))) == [200] * 6
+        for fd in (1, 2):
+            assert os.readlink(f"/proc/{running.process.pid}/fd/{fd}") == str(running.log_path)
+    finally:
+        stop_server(running)
