@@ -343,3 +343,23 @@ def test_models_outside_the_store_cannot_be_deleted(model: str, where: str, clie
     assert err.value.status_code == 400
     assert where in str(err.value)
     assert f"{model}:latest" in listed(client)
+
+
+def test_recreating_a_loaded_model_unloads_the_old_copy(http: httpx.Client,
+                                                        manage_server: RunningServer) -> None:
+    """Issue 15: re-creating a loaded model left its old runner resident."""
+    import psutil
+
+    def runners() -> int:
+        return sum("localforge.runner" in " ".join(p.cmdline())
+                   for p in psutil.Process(manage_server.process.pid).children())
+
+    ask = {"model": "recreated", "prompt": "hi", "stream": False, "options": {"num_predict": 2}}
+    for i, base in enumerate(["loose", "configured", "loose", "configured"]):  # another file each time
+        assert http.post("/api/create", json={"model": "recreated", "from": base,
+                                              "stream": False}).status_code == 200
+        assert http.post("/api/generate", json=ask).status_code == 200
+        if i == 0:
+            loaded = runners()
+    assert runners() <= loaded
+    http.request("DELETE", "/api/delete", json={"model": "recreated"})

@@ -136,6 +136,9 @@ async def create(request: Request, services: Services) -> Response[Any] | Stream
     manifest = await anyio.to_thread.run_sync(partial(
         making.settle, base, name, template=req.template, system=req.system,
         parameters=req.parameters, license=req.license, messages=messages))
+    if services.store.read(name) is not None:  # re-created: its loaded copy must not linger
+        with contextlib.suppress(ModelNotFound):
+            await services.scheduler.unload(await services.registry.resolve(name))
     await making.write_checked(services.store, manifest, label)
     await services.registry.refresh()
     return await _answer(_create_steps(manifest), req.stream)
@@ -151,9 +154,10 @@ async def copy(request: Request, services: Services) -> Response[bytes]:
     source = services.store.read(req.source)
     if source is None:
         source = making.manifest_of((await services.registry.resolve(req.source)).card)
-    await making.write_checked(services.store, making.settle(
-        source, destination, template=None, system=None, parameters=None, license=None,
-        messages=None), f"the file of model '{req.source}'")
+    manifest = await anyio.to_thread.run_sync(partial(
+        making.settle, source, destination, template=None, system=None, parameters=None,
+        license=None, messages=None))
+    await making.write_checked(services.store, manifest, f"the file of model '{req.source}'")
     await services.registry.refresh()
     return Response(b"", status_code=200)
 
