@@ -179,6 +179,29 @@ def test_pull_of_a_name_that_is_not_on_hugging_face(http: httpx.Client) -> None:
         assert http.post("/api/pull", json={"model": bad}).status_code == 400
 
 
+def test_pull_stays_inside_the_repository(http: httpx.Client, hub: Hub, manage_server: RunningServer,
+                                          ggufs: dict[str, Path]) -> None:
+    """Issue 15: hub file paths were not confined (`../`)."""
+    hub.add("test/escape", "../../escape-Q4_K_M.gguf", ggufs["q4"].read_bytes())
+    response = http.post("/api/pull", json={"model": "hf.co/test/escape", "stream": False})
+    assert response.status_code >= 400 and "outside repository" in response.json()["error"]
+    assert not list(manage_server.models_dir.parent.rglob("escape*"))
+
+
+def test_pull_follows_only_the_hubs_own_or_public_https_redirects() -> None:
+    from localforge.store.pull import _may_follow, confined
+
+    hub = "http://127.0.0.1:9000"
+    assert _may_follow("http://127.0.0.1:9000/cdn/x", hub)
+    assert _may_follow("https://cdn-lfs.hf.co/repos/x", "https://huggingface.co")
+    for url in ("http://cdn-lfs.hf.co/x", "https://127.0.0.1/x", "https://10.0.0.5/x", "https://localhost/x",
+                "https://[::1]/x", "https://169.254.169.254/latest/meta-data", "file:///etc/passwd"):
+        assert not _may_follow(url, "https://huggingface.co"), url
+    assert confined("a/b-Q4_K_M.gguf") and confined("x.gguf")
+    for path in ("../x.gguf", "a/../../x.gguf", "/etc/x.gguf", "a//x.gguf", "a\\x.gguf", "a/./x.gguf", "x\n.gguf"):
+        assert not confined(path), path
+
+
 # blobs
 def test_blobs_upload_streams_past_the_body_limit_and_checks_the_digest(
         client: ollama.Client, http: httpx.Client, manage_server: RunningServer,

@@ -10,6 +10,7 @@ A network failure keeps the partial for the next pull; a digest mismatch deletes
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import os
 import re
 import time
@@ -84,11 +85,39 @@ def hub_name(name: str) -> HubName | None:
     return HubName(parsed.parts[1], parsed.parts[2], quant, str(parsed))
 
 
-def _client() -> httpx.AsyncClient:
+def _client(endpoint: str) -> httpx.AsyncClient:
     # identity encoding: byte offsets in Range and Content-Length must mean file bytes
+    async def confine(request: httpx.Request) -> None:
+        if not _may_follow(str(request.url), endpoint):
+            raise BackendFailed(f"{endpoint} redirected the download to {request.url.scheme}://"
+                                f"{request.url.host}, which LocalForge does not follow")
+
     return httpx.AsyncClient(
-        follow_redirects=True, timeout=httpx.Timeout(60.0, connect=15.0),
+        follow_redirects=True, max_redirects=5, timeout=httpx.Timeout(60.0, connect=15.0),
+        event_hooks={"request": [confine]},
         headers={"User-Agent": f"localforge/{__version__}", "Accept-Encoding": "identity"})
+
+
+def _may_follow(url: str, endpoint: str) -> bool:
+    """Issue 15: the Hub's own origin, or a CDN over https that is not an address on this
+    machine or its network (a redirect must not turn a pull into a request to the LAN)."""
+    if _same_origin(url, endpoint):
+        return True
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.hostname == "localhost":
+        return False
+    try:
+        address = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        return True
+    return address.is_global
+
+
+def confined(path: str) -> bool:
+    """A repository file path that stays inside the repository: no `..`, no absolute path."""
+    parts = path.split("/")
+    return (bool(path) and path.isprintable() and "\\" not in path
+            and all(part not in ("", ".", "..") for part in parts))
 
 
 def _same_origin(url: str, endpoint: str) -> bool:
@@ -127,6 +156,8 @@ async def list_files(client: httpx.AsyncClient, endpoint: str, name: HubName) ->
         base = path.rsplit("/", 1)[-1].lower()
         if entry.get("type") != "file" or not base.endswith(".gguf") or base.startswith("mmproj"):
             continue
+        if not confined(path):
+            raise BackendFailed(f"{endpoint} lists a file outside repository {name.repo_id}: {path!r}")
         oid = str(lfs.get("oid", "")).removeprefix("sha256:")
         if _HEX.match(oid):
             files.append(HubFile(path, int(lfs.get("size") or entry.get("size") or 0), oid))
@@ -259,7 +290,7 @@ async def pull(store: ModelStore, endpoint: str, name: HubName) -> AsyncIterator
     """Resolve, download, verify and register; the first step comes only once the file is chosen,
     so an unknown repository or quant is an error before any output."""
     endpoint = endpoint.rstrip("/")
-    async with _client() as client:
+    async with _client(endpoint) as client:
         file = choose(await list_files(client, endpoint, name), name)
         yield PullStep("pulling manifest")
         url = f"{endpoint}/{name.repo_id}/resolve/main/{quote(file.path)}"
