@@ -386,3 +386,22 @@ def test_recreating_a_loaded_model_unloads_the_old_copy(http: httpx.Client,
             loaded = runners()
     assert runners() <= loaded
     http.request("DELETE", "/api/delete", json={"model": "recreated"})
+
+
+def test_a_gguf_symlink_error_does_not_name_its_target(http: httpx.Client, manage_server: RunningServer,
+                                                       tmp_path: Path) -> None:
+    secret = tmp_path / "secret-target-file.txt"
+    secret.write_text("not a model")
+    link = manage_server.models_dir / "linked.gguf"
+    link.symlink_to(secret)
+    try:
+        answers = [http.post("/api/show", json={"model": "linked"}),
+                   http.post("/api/generate", json={"model": "linked", "prompt": "hi", "stream": False}),
+                   http.post("/api/create", json={"model": "fromlink", "from": str(link), "stream": False}),
+                   http.get("/api/tags")]
+        for answer in answers:
+            assert answer.status_code < 500
+            assert "secret-target-file" not in answer.text
+        assert "secret-target-file" not in manage_server.log()
+    finally:
+        link.unlink()

@@ -118,7 +118,7 @@ async def _base(services: Services, req: wire.CreateRequest) -> tuple[Manifest, 
         raise BadRequest("neither 'from' nor 'files' was specified")
     if making.looks_like_path(req.from_):
         manifest = making.from_path(req.from_)
-        return manifest, manifest.gguf
+        return manifest, req.from_  # as given: a link's target is not the client's business
     stored = services.store.read(req.from_)
     if stored is not None:
         return stored, f"the file of model '{req.from_}'"
