@@ -405,3 +405,42 @@ def test_a_gguf_symlink_error_does_not_name_its_target(http: httpx.Client, manag
         assert "secret-target-file" not in manage_server.log()
     finally:
         link.unlink()
+
+
+def test_unused_uploaded_blobs_are_deleted_after_a_while(tmp_path: Path, ggufs: dict[str, Path]) -> None:
+    """Issue 15: unreferenced uploaded blobs were kept for ever, with no size limit."""
+    import os
+    import time
+
+    models = tmp_path / "models"
+    models.mkdir()
+    running = start_server(tmp_path, models)
+    model_bytes, junk, fresh = ggufs["upload"].read_bytes(), b"never used " * 1000, b"uploaded just now"
+    digests = {}
+    try:
+        for label, data in (("model", model_bytes), ("junk", junk)):
+            digests[label] = "sha256:" + hashlib.sha256(data).hexdigest()
+            assert httpx.post(f"{running.url}/api/blobs/{digests[label]}", content=data).status_code == 201
+        assert httpx.post(running.url + "/api/create", json={
+            "model": "uploaded", "files": {"m.gguf": digests["model"]}, "stream": False}).status_code == 200
+    finally:
+        stop_server(running)
+    blobs = models / "blobs"
+    hour_ago = time.time() - 2 * 3600
+    for path in blobs.iterdir():
+        os.utime(path, (hour_ago, hour_ago))
+    (blobs / ("sha256-" + hashlib.sha256(fresh).hexdigest())).write_bytes(fresh)
+    running = start_server(tmp_path, models)
+    try:
+        deadline = time.monotonic() + 10
+        junk_path = blobs / digests["junk"].replace(":", "-")
+        while junk_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not junk_path.exists()
+        assert (blobs / digests["model"].replace(":", "-")).exists()  # a model uses it
+        assert (blobs / ("sha256-" + hashlib.sha256(fresh).hexdigest())).exists()  # within the hour
+        answer = httpx.post(running.url + "/api/generate", json={
+            "model": "uploaded", "prompt": "hi", "stream": False, "options": {"num_predict": 2}}, timeout=60)
+        assert answer.status_code == 200
+    finally:
+        stop_server(running)

@@ -34,6 +34,7 @@ from localforge.server import (
 )
 from localforge.server.auth import require_key, warn_if_open
 from localforge.server.services import Services, provide_services
+from localforge.store import create as making
 from localforge.store.layout import ModelStore
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,15 @@ def build_services(settings: Settings, pm: pluggy.PluginManager) -> Services:
     return Services(settings, pm, db, store, registry, scheduler, pipeline)
 
 
+async def prune_blobs_hourly(store: ModelStore) -> None:
+    """Issue 15: uploaded blobs no model uses are deleted after an hour, not kept for ever."""
+    while True:
+        removed = await anyio.to_thread.run_sync(making.prune_blobs, store)
+        if removed:
+            log.info("deleted %d unused blob(s) from %s", len(removed), store.blobs)
+        await anyio.sleep(3600)
+
+
 def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Litestar:
     manager = pm or plugins.make_manager()
 
@@ -78,6 +88,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
         await plugins.call_all(manager.hook.startup(state=app.state))
         async with anyio.create_task_group() as tg:
             tg.start_soon(services.scheduler.run)
+            tg.start_soon(prune_blobs_hourly, services.store)
             services.pipeline.background = tg  # evaluators grade answers after they are sent
             try:
                 yield

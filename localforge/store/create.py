@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -85,6 +86,28 @@ def remove_unreferenced(store: ModelStore, digest: str) -> bool:
         return False
     path.unlink()
     return True
+
+
+def prune_blobs(store: ModelStore, grace_s: float = 3600.0) -> list[str]:
+    """Delete blobs no manifest names, and abandoned uploads and partial pulls, once they are
+    older than `grace_s` (an upload is followed by its /api/create within seconds; a partial
+    pull is resumed by the next pull of the same model, so those get a day). Blocking: run it
+    in a thread. Returns the names of the files removed."""
+    if not store.blobs.is_dir():
+        return []
+    referenced = {store.blob_path(m.gguf).name for m in store.list() if m.gguf.startswith("sha256")}
+    now = time.time()
+    removed = []
+    for path in store.blobs.iterdir():
+        keep_s = 86400.0 if path.name.endswith("-partial") else grace_s
+        try:
+            if path.name in referenced or not path.is_file() or now - path.stat().st_mtime < keep_s:
+                continue
+            path.unlink()
+        except OSError:
+            continue
+        removed.append(path.name)
+    return removed
 
 
 # where a model comes from
