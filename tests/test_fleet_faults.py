@@ -25,6 +25,8 @@ from upstreams import HERE, Upstream, _wait, posts, start_front, start_llama_ser
 ASK = {"model": "smollm2", "messages": [{"role": "user", "content": "Say hi."}],
        "options": {"num_predict": 3}}
 CLIENT_GIVES_UP_S = 30.0  # far past the clocks below: reaching it means the request hung
+# short clocks on the misbehaving endpoint only: the healthy one keeps the defaults, so a loaded
+# test machine slowing the real model down does not fail it too
 CLOCKS = "first_token_s = 3\nidle_s = 2\nconnect_timeout_s = 2\n"
 
 
@@ -37,9 +39,10 @@ def start_misbehaving(tmp: Path, mode: str) -> Upstream:
     return Upstream(f"http://127.0.0.1:{port}/v1", port, process, log_path)
 
 
-def fleet_config(*endpoints: tuple[str, Upstream]) -> str:
-    return "[openai]\ncooldown_s = 1\nbackoff_s = 0.05\nprobe_timeout_s = 1\n" + "".join(
-        f'[[openai.endpoints]]\nname = "{name}"\nbase_url = "{box.url}"\n{CLOCKS}' for name, box in endpoints)
+def fleet_config(bad: tuple[str, Upstream], healthy: Upstream) -> str:
+    return ("[openai]\ncooldown_s = 1\nbackoff_s = 0.05\nprobe_timeout_s = 1\n"
+            f'[[openai.endpoints]]\nname = "{bad[0]}"\nbase_url = "{bad[1].url}"\n{CLOCKS}'
+            f'[[openai.endpoints]]\nname = "box"\nbase_url = "{healthy.url}"\n')
 
 
 def outcome(front: RunningServer, stream: bool) -> str:
@@ -77,14 +80,14 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
 @pytest.mark.parametrize("mode", ["silent", "closes", "headers"])
 def test_nothing_sent_yet_is_retried_on_the_healthy_endpoint(box: Upstream, tmp_path: Path, mode: str) -> None:
     bad = start_misbehaving(tmp_path, mode)
-    front = start_front(tmp_path / "front", fleet_config(("bad", bad), ("box", box)))
+    front = start_front(tmp_path / "front", fleet_config(("bad", bad), box))
     try:
         started = time.monotonic()
         counts = run(front, n=6, concurrent=3)
         took = time.monotonic() - started
         assert counts == Counter({"served": 6}), (counts, front.log()[-2000:])
         assert hits(bad) >= 1  # the bad endpoint was really tried
-        assert took < 20, took  # a wedged attempt costs its first-token clock, not 600 s
+        assert took < 45, took  # a wedged attempt costs its first-token clock, not 600 s
         # the requests that failed together on it cooled it down once, at cooldown_s
         assert "cooled down for 2s" not in front.log() or "probe failed" in front.log()
     finally:
@@ -94,7 +97,7 @@ def test_nothing_sent_yet_is_retried_on_the_healthy_endpoint(box: Upstream, tmp_
 
 def test_a_stream_that_stalls_after_its_first_piece_ends_with_an_error(box: Upstream, tmp_path: Path) -> None:
     bad = start_misbehaving(tmp_path, "stalls")
-    front = start_front(tmp_path / "front", fleet_config(("bad", bad), ("box", box)))
+    front = start_front(tmp_path / "front", fleet_config(("bad", bad), box))
     try:
         counts = run(front, n=6, concurrent=3)
         assert counts["hung"] == 0, counts
@@ -109,7 +112,7 @@ def test_a_stream_that_stalls_after_its_first_piece_ends_with_an_error(box: Upst
 def test_sigstop_on_a_real_upstream_hangs_nobody_and_sigcont_brings_it_back(
         box: Upstream, tmp_path: Path) -> None:
     other = start_llama_server(tmp_path)
-    front = start_front(tmp_path / "front", fleet_config(("stopped", other), ("box", box)))
+    front = start_front(tmp_path / "front", fleet_config(("stopped", other), box))
     try:
         os.kill(other.process.pid, signal.SIGSTOP)
         counts = run(front, n=6, concurrent=3)
