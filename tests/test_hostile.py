@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -165,3 +166,30 @@ def test_a_huge_prompt_is_refused_without_stalling_others(server: RunningServer)
         thread.join()
     assert result["big"].status_code in (400, 413)
     assert "characters" in message_of(result["big"]) or "large" in message_of(result["big"])
+
+
+def test_old_bad_models_and_config_entries_do_not_break_serving(tmp_path: Path) -> None:
+    """A model stored by an older build with a null seed or a non-string stop still answers, and a
+    [[models]] entry with an impossible parameter is skipped, not fatal to the others."""
+    from conftest import start_server, stop_server
+    from tiny_gguf import write_tiny_llama
+
+    from localforge.store.layout import Manifest, ModelStore
+
+    models = tmp_path / "models"
+    models.mkdir()
+    gguf = write_tiny_llama(models / "tiny.gguf")
+    store = ModelStore(models)
+    store.ensure()
+    store.write(Manifest(model="legacy:latest", gguf=str(gguf), source="file",
+                         parameters={"seed": None, "stop": [1, "x"], "num_predict": 2}))
+    running = start_server(tmp_path, models, f'[[models]]\nname = "impossible"\npath = "{gguf}"\n'
+                                             'parameters = { num_batch = -1 }\n')
+    try:
+        with httpx.Client(base_url=running.url, timeout=60) as http:
+            still_serving(http, "legacy")
+            still_serving(http, "tiny")
+            assert http.post("/api/show", json={"model": "impossible"}).status_code == 404
+        assert "skipping configured model impossible" in running.log()
+    finally:
+        stop_server(running)

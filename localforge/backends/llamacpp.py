@@ -74,12 +74,16 @@ class LlamaCppBackend:
     # discovery
     def _manifests(self) -> list[Manifest]:
         found = [*self.store.list(), *self.store.loose_files()]
-        found += [Manifest(model=names.canonical(m.name), gguf=str(Path(m.path).expanduser().resolve()),
-                           template=m.template or "", system=m.system or "",
-                           parameters=opts.parse_modelfile_parameters(
-                               {**m.parameters, **({"num_ctx": m.num_ctx} if m.num_ctx else {})}),
-                           source="config")
-                  for m in self.settings.models]
+        for m in self.settings.models:
+            try:
+                found.append(Manifest(
+                    model=names.canonical(m.name), gguf=str(Path(m.path).expanduser().resolve()),
+                    template=m.template or "", system=m.system or "",
+                    parameters=opts.parse_modelfile_parameters(
+                        {**m.parameters, **({"num_ctx": m.num_ctx} if m.num_ctx else {})}),
+                    source="config"))
+            except LocalForgeError as exc:  # one bad [[models]] entry must not hide the others
+                log.warning("skipping configured model %s: %s", m.name, exc.message)
         if self.settings.demo_models:
             if self._demo is None:
                 self._demo = demo.demo_manifests(self.settings.data_dir / "demo")
@@ -267,7 +271,8 @@ class LlamaCppBackend:
         raise BadRequest("format must be \"json\" or a JSON schema object")
 
     def _sampling(self, card: ModelCard, request: Inference, stops: list[str], n_ctx: int) -> dict[str, Any]:
-        o = {**card.parameters, **request.options}
+        # a model stored before create-time checks may hold a null or a non-string stop
+        o = {k: v for k, v in {**card.parameters, **request.options}.items() if v is not None}
         num_predict = int(o.get("num_predict", -1))
         return {
             "max_tokens": num_predict if num_predict > 0 else n_ctx,
@@ -281,7 +286,7 @@ class LlamaCppBackend:
             "mirostat_tau": float(o.get("mirostat_tau", 5.0)),
             "mirostat_eta": float(o.get("mirostat_eta", 0.1)),
             "seed": int(o["seed"]) % 2**32 if int(o.get("seed", -1)) >= 0 else None,
-            "stop": [*stops, *o.get("stop", [])],
+            "stop": [*stops, *(s for s in o.get("stop", []) if isinstance(s, str))],
         }
 
     async def infer(self, card: ModelCard, request: Inference) -> AsyncIterator[Event]:
