@@ -175,3 +175,29 @@ def test_concurrent_failures_count_once_and_only_failed_probes_double(tmp_path: 
         assert anyio.run(scenario) == [0.2, 0.0, 0.4, 0.8, 1.6]
     finally:
         bad.stop()
+
+
+def test_auto_falls_back_to_a_local_model_when_the_fleet_is_wedged(tmp_path: Path) -> None:
+    """Issue 15: with the old 600 s timeout, `auto` hung on a wedged upstream instead of falling back."""
+    from tiny_gguf import write_tiny_llama
+
+    bad = start_misbehaving(tmp_path, "silent")
+    (tmp_path / "front" / "models").mkdir(parents=True)
+    write_tiny_llama(tmp_path / "front" / "models" / "tiny.gguf")
+    config = (f'[openai]\ncooldown_s = 1\n[[openai.endpoints]]\nname = "bad"\nbase_url = "{bad.url}"\n{CLOCKS}'
+              '[router]\nexploration = 0.0\n'
+              '[router.models."smollm2:latest"]\nquality = { general = 0.99, chat = 0.99, coding = 0.99 }\n'
+              '[router.models."tiny:latest"]\nquality = { general = 0.05, chat = 0.05, coding = 0.05 }\n')
+    front = start_front(tmp_path / "front", config)
+    try:
+        with httpx.Client(base_url=front.url, timeout=CLIENT_GIVES_UP_S) as http:
+            started = time.monotonic()
+            answer = http.post("/api/chat", json={**ASK, "model": "auto", "stream": False})
+            took = time.monotonic() - started
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["X-LocalForge-Model"] == "tiny:latest", answer.headers
+        assert "fallback" in answer.headers["X-LocalForge-Route"]
+        assert hits(bad) == 1 and took < 20
+    finally:
+        stop_server(front)
+        bad.stop()
