@@ -8,6 +8,9 @@ import re
 from localforge.errors import BadRequest
 
 FOREVER = math.inf
+# past this (about 290 years, where Go's time.Duration ends) a keep_alive is forever: a date that
+# far out does not fit a datetime, and /api/ps must still be able to show it
+LONGEST_S = 9.2e9
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _TERM = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 
@@ -47,4 +50,4 @@ def keep_alive_seconds(value: object) -> float | None:
         raise BadRequest("keep_alive must be a number of seconds or a duration string like \"5m\"")
     if math.isnan(seconds):
         raise BadRequest("keep_alive must be a number")
-    return FOREVER if seconds < 0 else seconds
+    return FOREVER if seconds < 0 or seconds > LONGEST_S else seconds

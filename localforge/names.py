@@ -31,6 +31,8 @@ class ModelName:
 
 def parse(name: str) -> ModelName:
     """Parse and validate a model name; raise BadRequest naming the problem."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):  # a newline could forge a log line
+        raise BadRequest(f"invalid model name {name[:200]!r}: it contains a control character")
     text = name.strip()
     if not text:
         raise BadRequest("model is required")
@@ -39,10 +41,11 @@ def parse(name: str) -> ModelName:
     if ":" in last:
         base, tag = text.rsplit(":", 1)
     parts = tuple(base.split("/"))
-    if len(parts) > 4 or not all(_PART.match(p) and p not in (".", "..") for p in parts):
-        raise BadRequest(f"invalid model name '{name}'")
-    if not _TAG.match(tag) or ".." in tag:
-        raise BadRequest(f"invalid model name '{name}'")
+    # fullmatch: `$` alone would let a trailing newline through
+    if len(parts) > 4 or not all(_PART.fullmatch(p) and p not in (".", "..") for p in parts):
+        raise BadRequest(f"invalid model name {name[:200]!r}")
+    if not _TAG.fullmatch(tag) or ".." in tag:
+        raise BadRequest(f"invalid model name {name[:200]!r}")
     return ModelName(parts=parts, tag=tag)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from localforge.errors import BadRequest
@@ -25,6 +26,13 @@ LOAD_OPTIONS: dict[str, tuple[type, ...]] = {
     "vocab_only": (bool,), "f16_kv": (bool,), "logits_all": (bool,),
 }
 KNOWN = PREDICT_OPTIONS | LOAD_OPTIONS
+INT32 = (-(2**31), 2**31 - 1)
+# what llama.cpp can take: outside these it fails to load, allocates terabytes or aborts
+RANGES: dict[str, tuple[int, int]] = {
+    "num_batch": (1, 2**20), "num_ctx": (0, 2**24), "num_thread": (0, 1024),
+    "num_gpu": (-1, 2**20), "main_gpu": (0, 1024), "mirostat": (0, 2), "repeat_last_n": (-1, 2**31 - 1),
+    "seed": (-(2**63), 2**64 - 1),
+}
 
 
 def _coerce(key: str, value: Any, types: tuple[type, ...]) -> Any:
@@ -40,6 +48,12 @@ def _coerce(key: str, value: Any, types: tuple[type, ...]) -> Any:
         raise BadRequest(f"option \"{key}\" must be {kind}, got {type(value).__name__}")
     if key == "stop" and not all(isinstance(s, str) for s in value):  # type: ignore[attr-defined]
         raise BadRequest("option \"stop\" must be a list of strings")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadRequest(f"option \"{key}\" must be a finite number, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        low, high = RANGES.get(key, INT32)
+        if not low <= value <= high:
+            raise BadRequest(f"option \"{key}\" must be between {low} and {high}, got {value}")
     return value
 
 
@@ -80,10 +94,14 @@ def parse_modelfile_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
         types = KNOWN.get(key)
         if types is None:
             raise BadRequest(f"unknown parameter '{key}'")
+        if value is None:
+            raise BadRequest(f"parameter '{key}' needs a value, got null")
         if key == "stop":
-            clean[key] = value if isinstance(value, list) else [value]
+            clean[key] = _coerce(key, value if isinstance(value, list) else [value], types)
             continue
         if isinstance(value, list):
+            if not value:
+                raise BadRequest(f"parameter '{key}' needs a value, got []")
             value = value[-1]
         if isinstance(value, str):
             try:

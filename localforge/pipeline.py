@@ -183,6 +183,10 @@ class Pipeline:
                                 event.total_ns = time.perf_counter_ns() - started
                                 event.load_ns = event.load_ns or grant.load_ns
                                 final = event
+                                # issue 15, commit before done: the row is written before the
+                                # final chunk goes out, so an acknowledged answer is never lost
+                                record.finish(final)
+                                await self._save(record, started)
                             yield event
                     break
                 except RunnerCrashed as exc:
@@ -193,17 +197,17 @@ class Pipeline:
             await self._record_error(record, exc)
             raise
         except anyio.get_cancelled_exc_class():
-            record.status = "canceled"
-            with anyio.CancelScope(shield=True):
-                await self._save(record, started)
+            if final is None:  # else its row is written: the answer was complete
+                record.status = "canceled"
+                with anyio.CancelScope(shield=True):
+                    await self._save(record, started)
             raise
         except Exception as exc:
             log.exception("backend %s failed", entry.backend.name)
             await self._record_error(record, exc)
             raise
-        if final is not None:
-            record.finish(final)
-        await self._save(record, started)
+        if final is None:  # a final answer was saved before it was sent
+            await self._save(record, started)
 
     async def embed(self, request: Inference, texts: list[str], truncate: bool,
                     endpoint: str) -> tuple[Entry, Embedding]:

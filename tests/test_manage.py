@@ -179,6 +179,29 @@ def test_pull_of_a_name_that_is_not_on_hugging_face(http: httpx.Client) -> None:
         assert http.post("/api/pull", json={"model": bad}).status_code == 400
 
 
+def test_pull_stays_inside_the_repository(http: httpx.Client, hub: Hub, manage_server: RunningServer,
+                                          ggufs: dict[str, Path]) -> None:
+    """Issue 15: hub file paths were not confined (`../`)."""
+    hub.add("test/escape", "../../escape-Q4_K_M.gguf", ggufs["q4"].read_bytes())
+    response = http.post("/api/pull", json={"model": "hf.co/test/escape", "stream": False})
+    assert response.status_code >= 400 and "outside repository" in response.json()["error"]
+    assert not list(manage_server.models_dir.parent.rglob("escape*"))
+
+
+def test_pull_follows_only_the_hubs_own_or_public_https_redirects() -> None:
+    from localforge.store.pull import _may_follow, confined
+
+    hub = "http://127.0.0.1:9000"
+    assert _may_follow("http://127.0.0.1:9000/cdn/x", hub)
+    assert _may_follow("https://cdn-lfs.hf.co/repos/x", "https://huggingface.co")
+    for url in ("http://cdn-lfs.hf.co/x", "https://127.0.0.1/x", "https://10.0.0.5/x", "https://localhost/x",
+                "https://[::1]/x", "https://169.254.169.254/latest/meta-data", "file:///etc/passwd"):
+        assert not _may_follow(url, "https://huggingface.co"), url
+    assert confined("a/b-Q4_K_M.gguf") and confined("x.gguf")
+    for path in ("../x.gguf", "a/../../x.gguf", "/etc/x.gguf", "a//x.gguf", "a\\x.gguf", "a/./x.gguf", "x\n.gguf"):
+        assert not confined(path), path
+
+
 # blobs
 def test_blobs_upload_streams_past_the_body_limit_and_checks_the_digest(
         client: ollama.Client, http: httpx.Client, manage_server: RunningServer,
@@ -343,3 +366,81 @@ def test_models_outside_the_store_cannot_be_deleted(model: str, where: str, clie
     assert err.value.status_code == 400
     assert where in str(err.value)
     assert f"{model}:latest" in listed(client)
+
+
+def test_recreating_a_loaded_model_unloads_the_old_copy(http: httpx.Client,
+                                                        manage_server: RunningServer) -> None:
+    """Issue 15: re-creating a loaded model left its old runner resident."""
+    import psutil
+
+    def runners() -> int:
+        return sum("localforge.runner" in " ".join(p.cmdline())
+                   for p in psutil.Process(manage_server.process.pid).children())
+
+    ask = {"model": "recreated", "prompt": "hi", "stream": False, "options": {"num_predict": 2}}
+    for i, base in enumerate(["loose", "configured", "loose", "configured"]):  # another file each time
+        assert http.post("/api/create", json={"model": "recreated", "from": base,
+                                              "stream": False}).status_code == 200
+        assert http.post("/api/generate", json=ask).status_code == 200
+        if i == 0:
+            loaded = runners()
+    assert runners() <= loaded
+    http.request("DELETE", "/api/delete", json={"model": "recreated"})
+
+
+def test_a_gguf_symlink_error_does_not_name_its_target(http: httpx.Client, manage_server: RunningServer,
+                                                       tmp_path: Path) -> None:
+    secret = tmp_path / "secret-target-file.txt"
+    secret.write_text("not a model")
+    link = manage_server.models_dir / "linked.gguf"
+    link.symlink_to(secret)
+    try:
+        answers = [http.post("/api/show", json={"model": "linked"}),
+                   http.post("/api/generate", json={"model": "linked", "prompt": "hi", "stream": False}),
+                   http.post("/api/create", json={"model": "fromlink", "from": str(link), "stream": False}),
+                   http.get("/api/tags")]
+        for answer in answers:
+            assert answer.status_code < 500
+            assert "secret-target-file" not in answer.text
+        assert "secret-target-file" not in manage_server.log()
+    finally:
+        link.unlink()
+
+
+def test_unused_uploaded_blobs_are_deleted_after_a_while(tmp_path: Path, ggufs: dict[str, Path]) -> None:
+    """Issue 15: unreferenced uploaded blobs were kept for ever, with no size limit."""
+    import os
+    import time
+
+    models = tmp_path / "models"
+    models.mkdir()
+    running = start_server(tmp_path, models)
+    model_bytes, junk, fresh = ggufs["upload"].read_bytes(), b"never used " * 1000, b"uploaded just now"
+    digests = {}
+    try:
+        for label, data in (("model", model_bytes), ("junk", junk)):
+            digests[label] = "sha256:" + hashlib.sha256(data).hexdigest()
+            assert httpx.post(f"{running.url}/api/blobs/{digests[label]}", content=data).status_code == 201
+        assert httpx.post(running.url + "/api/create", json={
+            "model": "uploaded", "files": {"m.gguf": digests["model"]}, "stream": False}).status_code == 200
+    finally:
+        stop_server(running)
+    blobs = models / "blobs"
+    hour_ago = time.time() - 2 * 3600
+    for path in blobs.iterdir():
+        os.utime(path, (hour_ago, hour_ago))
+    (blobs / ("sha256-" + hashlib.sha256(fresh).hexdigest())).write_bytes(fresh)
+    running = start_server(tmp_path, models)
+    try:
+        deadline = time.monotonic() + 10
+        junk_path = blobs / digests["junk"].replace(":", "-")
+        while junk_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not junk_path.exists()
+        assert (blobs / digests["model"].replace(":", "-")).exists()  # a model uses it
+        assert (blobs / ("sha256-" + hashlib.sha256(fresh).hexdigest())).exists()  # within the hour
+        answer = httpx.post(running.url + "/api/generate", json={
+            "model": "uploaded", "prompt": "hi", "stream": False, "options": {"num_predict": 2}}, timeout=60)
+        assert answer.status_code == 200
+    finally:
+        stop_server(running)

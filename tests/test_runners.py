@@ -250,3 +250,22 @@ def test_asking_for_the_default_context_reuses_the_loaded_runner(faulty: Running
     assert metric(faulty, "localforge_model_resident", "steady:latest") == 1
     assert chat(faulty, "steady", num_ctx=1024).status_code == 200
     assert metric(faulty, "localforge_model_resident", "steady:latest") == 2
+
+
+def test_the_server_log_survives_concurrent_loads(tmp_path: Path, tiny_models: Path) -> None:
+    """Issue 15: after concurrent loads the server's stdout and stderr ended up on /dev/null."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    running = start_server(tmp_path, tiny_models)
+    try:
+        def load(n: int) -> int:
+            body = {"model": ["tiny", "tiny-fim", "tiny-plain"][n % 3], "prompt": "hi", "stream": False,
+                    "options": {"num_predict": 2, "num_ctx": 256 * (1 + n // 3)}}
+            return httpx.post(running.url + "/api/generate", json=body, timeout=120).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(load, range(6))) == [200] * 6
+        for fd in (1, 2):
+            assert os.readlink(f"/proc/{running.process.pid}/fd/{fd}") == str(running.log_path)
+    finally:
+        stop_server(running)

@@ -86,3 +86,29 @@ def test_ctrl_c_with_a_request_in_flight_prints_a_line_not_a_traceback(tmp_path:
     log = running.log()
     assert "Traceback" not in log, log
     assert len(log.strip().splitlines()) <= 6, log
+
+
+def test_idle_connections_time_out(server: RunningServer) -> None:
+    """Issue 15: idle connections were kept for ever, until the descriptors ran out."""
+    import socket
+
+    from localforge.server.connections import HEADERS_S
+
+    host, port = server.url.removeprefix("http://").split(":")
+    idle = [socket.create_connection((host, int(port))) for _ in range(20)]
+    trickling = socket.create_connection((host, int(port)))
+    started = time.monotonic()
+    while time.monotonic() - started < HEADERS_S + 3:
+        trickling.sendall(b"G")  # a byte at a time never finishes the headers
+        assert httpx.get(server.url + "/api/version", timeout=5).status_code == 200
+        time.sleep(1)
+        if time.monotonic() - started > HEADERS_S + 1:
+            break
+    for sock in [*idle, trickling]:
+        sock.settimeout(5)
+        try:
+            data = sock.recv(100)
+        except ConnectionResetError:
+            data = b""
+        assert data == b""  # closed by the server
+        sock.close()

@@ -2,11 +2,17 @@
 
 The least busy healthy endpoint gets the next request; ties go to the one that has served the
 fewest, so even one-at-a-time traffic spreads. An endpoint that fails as a server fails (refused
-connection, timeout, 502/503/504, a stream that breaks) is cooled down; when its cool-down has
-passed it is probed with a cheap request before it gets traffic again, and every failed probe
-doubles the cool-down. A request that failed before any of its answer arrived is retried on
-another endpoint, or on the same one after a backoff (429 and 5xx), so an endpoint that dies loses
-no request that had not started answering.
+connection, a timeout, 502/503/504, a stream that breaks) is cooled down for `cooldown_s`; more
+failures of requests that were in flight at the same time count once. When its cool-down has
+passed it is probed with a cheap request before it gets traffic again, and only a failed probe
+doubles the cool-down (up to `max_cooldown_s`), so a restarted endpoint is back after one probe.
+
+Every attempt has three clocks, set per endpoint: `connect_timeout_s` to connect,
+`first_token_s` from sending to the first piece of the answer (for a non-streamed answer, the
+whole of it), and `idle_s` between two pieces. A request of which nothing has reached the client
+yet, whatever went wrong (before or after the upstream's status line), is retried on another
+endpoint, or on the same one after a backoff (429 and 5xx), up to `retries` times. After the
+first piece, a failure ends the answer with an error naming the endpoint.
 
 Both first-party network backends (OpenAI-compatible and upstream Ollama) use this module.
 """
@@ -19,8 +25,8 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -31,6 +37,11 @@ from localforge.backends.base import Locality
 from localforge.errors import BackendFailed, BadRequest, LocalForgeError, NotFound, ServerBusy, Unavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+# the clocks of one attempt (see the module docstring); the config may set them per endpoint
+CONNECT_TIMEOUT_S = 5.0
+FIRST_TOKEN_S = 60.0
+IDLE_S = 30.0
 # statuses that say the server, not the request, is in trouble
 SERVER_DOWN = {502, 503, 504}
 
@@ -42,7 +53,7 @@ class FleetSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     backoff_s: float = 0.5  # first backoff; doubles per attempt, capped at max_backoff_s
     max_backoff_s: float = 10.0
     cooldown_s: float = 5.0  # first cool-down of a failed endpoint; doubles per failed probe
-    max_cooldown_s: float = 300.0
+    max_cooldown_s: float = 60.0
     probe_timeout_s: float = 2.0
     refresh_s: float = 60.0  # how often the model lists are discovered again
 
@@ -56,8 +67,10 @@ class Endpoint:
     base_url: str
     kind: str  # "openai endpoint", "ollama upstream": how messages name it
     api_key_env: str | None = None
-    timeout_s: float = 600.0
-    connect_timeout_s: float = 5.0
+    timeout_s: float = 600.0  # a backstop on any one read; the clocks below come first
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    first_token_s: float = FIRST_TOKEN_S
+    idle_s: float = IDLE_S
 
     @property
     def label(self) -> str:
@@ -87,6 +100,14 @@ class Endpoint:
 
     def timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s)
+
+    def configure(self, connect_timeout_s: float | None, first_token_s: float | None,
+                  idle_s: float | None) -> Endpoint:
+        """Take the clocks a config entry sets; unset ones keep the defaults."""
+        self.connect_timeout_s = connect_timeout_s or self.connect_timeout_s
+        self.first_token_s = first_token_s or self.first_token_s
+        self.idle_s = idle_s or self.idle_s
+        return self
 
 
 @dataclass(eq=False)
@@ -137,9 +158,14 @@ class Fleet:
     def add(self, endpoint: Endpoint) -> None:
         self.members[endpoint.name] = Member(endpoint)
 
-    def failed(self, member: Member, reason: str) -> None:
+    def failed(self, member: Member, reason: str, probe: bool = False) -> None:
+        """A request (or, with `probe`, a probe) failed on the endpoint. Requests that were in
+        flight together fail together: once cooled down, more of them change nothing. Only a
+        failed probe doubles the cool-down."""
         s = self.settings
-        member.cooldown_s = min(s.max_cooldown_s, member.cooldown_s * 2 or s.cooldown_s)
+        if not probe and not member.healthy:
+            return
+        member.cooldown_s = min(s.max_cooldown_s, member.cooldown_s * 2) if probe else s.cooldown_s
         member.cooled_until = time.monotonic() + member.cooldown_s
         member.last_error = reason
         log.warning("%s failed (%s); cooled down for %.0fs", member.endpoint.label, reason,
@@ -160,7 +186,7 @@ class Fleet:
             if response.status_code in SERVER_DOWN:
                 raise httpx.HTTPStatusError("", request=request, response=response)
         except (httpx.HTTPError, LocalForgeError) as exc:
-            self.failed(member, f"probe failed: {describe(exc)}")
+            self.failed(member, f"probe failed: {describe(exc)}", probe=True)
             return False
         finally:
             member.probing = False
@@ -187,67 +213,120 @@ class Fleet:
             delay = float(retry_after)
         return min(delay, s.max_backoff_s)
 
-    @asynccontextmanager
-    async def open(self, names: list[str], build: Build) -> AsyncIterator[tuple[Endpoint, httpx.Response]]:
-        """Send a request to the best endpoint, retrying as the module doc says; yield the open
-        (2xx) response. A transport error while the body is read cools the endpoint down and
-        becomes a BackendFailed naming it."""
-        tried: set[str] = set()
+    async def call(self, names: list[str], build: Build,
+                   parse: Callable[[Endpoint, httpx.Response], AsyncIterator[T]]) -> AsyncIterator[T]:
+        """Send a request to the best endpoint and yield what `parse` makes of its (2xx) answer,
+        retrying and timing every attempt as the module doc says."""
         attempts = self.settings.retries + 1
+        tried: set[str] = set()
         for attempt in range(attempts):
             member = await self.pick(names, tried)
             endpoint = member.endpoint
             tried.add(endpoint.name)
+            last = attempt + 1 == attempts
+            sent = False
             member.in_flight += 1
             try:
-                response = await self.client.send(build(endpoint), stream=True)
-            except httpx.TransportError as exc:
-                member.in_flight -= 1
-                self.failed(member, describe(exc))
-                if attempt + 1 == attempts:
-                    raise Unavailable(member.why_down()) from None
-                continue
-            except BaseException:
-                member.in_flight -= 1
-                raise
-            if response.status_code < 400:
-                try:
-                    yield endpoint, response
-                    member.served += 1
-                    self.recovered(member)
-                    return
-                except (httpx.TransportError, BrokenAnswer) as exc:
-                    self.failed(member, f"the answer broke off: {describe(exc)}")
-                    raise BackendFailed(f"{endpoint.label} stopped in the middle of the answer "
-                                        f"({describe(exc)}); it is cooled down") from None
-                finally:
-                    member.in_flight -= 1
-                    with anyio.CancelScope(shield=True):
-                        await response.aclose()
-            try:
-                message = endpoint.scrub(await upstream_message(response))
-            except httpx.TransportError as exc:
-                message = describe(exc)
+                items, status, message, retry_after = None, 0, "", None
+                async with _Attempt(self.client, endpoint, build) as exchange:
+                    try:
+                        with anyio.fail_after(endpoint.first_token_s):
+                            response = await exchange.send()
+                            status = response.status_code
+                            if status < 400:
+                                items = parse(endpoint, response)
+                                first = await anext(items, _END)
+                            else:
+                                message = endpoint.scrub(await upstream_message(response))
+                                retry_after = response.headers.get("retry-after")
+                        if items is not None:
+                            item = first
+                            while item is not _END:
+                                yield item  # type: ignore[misc]
+                                sent = True
+                                with anyio.fail_after(endpoint.idle_s):
+                                    item = await anext(items, _END)
+                            member.served += 1
+                            self.recovered(member)
+                            return
+                    except (httpx.TransportError, BrokenAnswer, TimeoutError) as exc:
+                        reason = _reason(endpoint, exc, sent)
+                        self.failed(member, reason)
+                        if sent:
+                            raise BackendFailed(f"{endpoint.label} stopped in the middle of the "
+                                                f"answer ({reason}); it is cooled down") from None
+                        if last:
+                            raise Unavailable(f"{endpoint.label} failed before answering "
+                                              f"({reason}) after {attempts} tries") from None
+                        log.info("%s failed before answering (%s); trying again", endpoint.label, reason)
+                        continue
+                    finally:
+                        if items is not None:
+                            with anyio.CancelScope(shield=True):
+                                await items.aclose()  # type: ignore[attr-defined]
             finally:
                 member.in_flight -= 1
-                with anyio.CancelScope(shield=True):
-                    await response.aclose()
-            status = response.status_code
             if status in SERVER_DOWN:
                 self.failed(member, f"HTTP {status}")
             if status != 429 and status < 500:
                 raise client_error(endpoint, status, message)
-            if attempt + 1 == attempts:
+            if last:
                 if status == 429:
                     raise ServerBusy(f"{endpoint.label} is rate limiting requests (429) after "
-                                     f"{attempts} tries: {message}", retry_after=int(
-                                         self._backoff(attempt, response.headers.get("retry-after"))) or 1)
+                                     f"{attempts} tries: {message}",
+                                     retry_after=int(self._backoff(attempt, retry_after)) or 1)
                 raise BackendFailed(f"{endpoint.label} failed with HTTP {status} after {attempts} "
                                     f"tries: {message}")
-            delay = self._backoff(attempt, response.headers.get("retry-after"))
+            delay = self._backoff(attempt, retry_after)
             log.info("%s answered %s; retrying in %.1fs", endpoint.label, status, delay)
             await anyio.sleep(delay)
         raise AssertionError("unreachable")  # the loop always returns or raises
+
+    async def one(self, names: list[str], build: Build,
+                  parse: Callable[[Endpoint, httpx.Response], AsyncIterator[T]]) -> T:
+        """`call` for an answer that is one thing (an embedding, a non-streamed body)."""
+        async for item in self.call(names, build, parse):
+            return item
+        raise BackendFailed("the upstream sent no answer")
+
+
+_END: object = object()
+
+
+class _Attempt:
+    """One HTTP exchange with an endpoint, closed on the way out whatever happened."""
+
+    def __init__(self, client: httpx.AsyncClient, endpoint: Endpoint, build: Build) -> None:
+        self.client, self.endpoint, self.build = client, endpoint, build
+        self.response: httpx.Response | None = None
+
+    async def send(self) -> httpx.Response:
+        self.response = await self.client.send(self.build(self.endpoint), stream=True)
+        return self.response
+
+    async def __aenter__(self) -> _Attempt:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.response is not None:
+            with anyio.CancelScope(shield=True):
+                await self.response.aclose()
+
+
+def _reason(endpoint: Endpoint, exc: BaseException, sent: bool) -> str:
+    if isinstance(exc, TimeoutError):
+        return (f"no new piece of the answer for {endpoint.idle_s:g} s" if sent
+                else f"no answer within {endpoint.first_token_s:g} s")
+    return describe(exc)
+
+
+async def json_body(endpoint: Endpoint, response: httpx.Response) -> AsyncIterator[Any]:
+    """A `parse` for `Fleet.one`: the whole body as JSON."""
+    raw = await response.aread()
+    try:
+        yield json.loads(raw) if raw else {}
+    except ValueError:
+        raise BackendFailed(f"{endpoint.label} answered with something that is not JSON") from None
 
 
 def describe(exc: BaseException) -> str:

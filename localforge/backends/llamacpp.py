@@ -20,9 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from localforge import names
 from localforge import options as opts
-from localforge.backends import cards, gguf_info, prompts
+from localforge.backends import cards, gguf_info, grammar_limits, prompts
 from localforge.backends.base import ModelCard, Residency
 from localforge.config import Settings
 from localforge.errors import BadRequest, LocalForgeError, Unavailable, Unsupported
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 LLAMA_POOLING_TYPE_MEAN = 1  # llama.h; the server never imports llama_cpp itself
 CRASH_LIMIT = 3
 CRASH_WINDOW_S = 300.0
+CHARS_PER_TOKEN = 64
 
 
 @dataclass(slots=True)
@@ -59,16 +63,27 @@ class LlamaCppBackend:
         self._demo: list[Manifest] | None = None
         self._crashes: dict[str, deque[float]] = {}  # model -> monotonic times of its crashes
         self._safe_paths: set[str] = set()  # GGUF files that crashed on their first decode
+        self._cpu: anyio.CapacityLimiter | None = None  # made on first use, inside the event loop
+
+    def _cpu_limiter(self) -> anyio.CapacityLimiter:
+        """Templates render in at most two worker threads: a slow one never starves the rest."""
+        if self._cpu is None:
+            self._cpu = anyio.CapacityLimiter(2)
+        return self._cpu
 
     # discovery
     def _manifests(self) -> list[Manifest]:
         found = [*self.store.list(), *self.store.loose_files()]
-        found += [Manifest(model=names.canonical(m.name), gguf=str(Path(m.path).expanduser().resolve()),
-                           template=m.template or "", system=m.system or "",
-                           parameters=opts.parse_modelfile_parameters(
-                               {**m.parameters, **({"num_ctx": m.num_ctx} if m.num_ctx else {})}),
-                           source="config")
-                  for m in self.settings.models]
+        for m in self.settings.models:
+            try:
+                found.append(Manifest(
+                    model=names.canonical(m.name), gguf=str(Path(m.path).expanduser().resolve()),
+                    template=m.template or "", system=m.system or "",
+                    parameters=opts.parse_modelfile_parameters(
+                        {**m.parameters, **({"num_ctx": m.num_ctx} if m.num_ctx else {})}),
+                    source="config"))
+            except LocalForgeError as exc:  # one bad [[models]] entry must not hide the others
+                log.warning("skipping configured model %s: %s", m.name, exc.message)
         if self.settings.demo_models:
             if self._demo is None:
                 self._demo = demo.demo_manifests(self.settings.data_dir / "demo")
@@ -93,9 +108,11 @@ class LlamaCppBackend:
         n_ctx = int(options.get("num_ctx") or card.parameters.get("num_ctx")
                     or self.settings.default_num_ctx)
         n_ctx = max(64, min(n_ctx, card.context_length or n_ctx))
+        # llama-cpp-python sizes a logits buffer by the batch asked for, not the one it uses
+        n_batch = min(int(options.get("num_batch", 512)), n_ctx)
         params: dict[str, Any] = {
             "model_path": card.source["path"], "n_ctx": n_ctx, "verbose": False,
-            "n_batch": int(options.get("num_batch", 512)),
+            "n_batch": n_batch,
             "n_gpu_layers": int(options.get("num_gpu", -1)),
             "n_threads": int(options.get("num_thread") or self.settings.n_threads or os.cpu_count() or 2),
             "use_mmap": bool(options.get("use_mmap", True)),
@@ -143,6 +160,11 @@ class LlamaCppBackend:
             return self._loaded[key], 0
         self._refuse_if_crashing(card)
         params = self._load_params(card, options, embedding)
+        if embedding and 256 < params["n_ctx"] < 512 and params["n_batch"] > 256:
+            # measured: llama.cpp corrupts its heap embedding with such a context and batch
+            raise BadRequest(f"option \"num_ctx\" {params['n_ctx']} cannot be used for embeddings "
+                             "with a batch over 256: use num_ctx 256 or less, 512 or more, "
+                             "or num_batch 256")
         safe = self._safe_mode(card)
         started = time.perf_counter_ns()
         slots = 1 if embedding else self.parallel(card)
@@ -229,17 +251,26 @@ class LlamaCppBackend:
             await self.unload(loaded.card)
 
     # inference
-    def _prompt(self, card: ModelCard, request: Inference, info: gguf_info.GGUFInfo) -> str:
+    def _prompt(self, card: ModelCard, request: Inference, limit: int) -> str:
+        """The text the runner completes; CPU-bound (templates are code), so run in a thread."""
+        info = gguf_info.read(Path(card.source["path"]))
         template = prompts.ChatTemplate(card.template, card.source["template_source"],
                                         card.source["template_stop"])
         bos, eos = info.token("bos"), info.token("eos")
         if request.suffix:
             if "insert" not in card.capabilities:
                 raise Unsupported(f"{card.name} does not support insert")
-            return f"<fim_prefix>{request.prompt}<fim_suffix>{request.suffix}<fim_middle>"
-        if request.kind == "chat":
-            return prompts.render_chat(template, request, bos, eos)
-        return prompts.render_generate(template, request, bos, eos)
+            text = f"<fim_prefix>{request.prompt}<fim_suffix>{request.suffix}<fim_middle>"
+        elif request.kind == "chat":
+            text = prompts.render_chat(template, request, bos, eos, limit)
+        else:
+            text = prompts.render_generate(template, request, bos, eos, limit)
+        if len(text) > limit:
+            raise BadRequest(f"the prompt is {len(text)} characters, more than the model's context "
+                             f"can hold (set options.num_ctx)")
+        if not text:
+            raise BadRequest("the template rendered an empty prompt")
+        return text
 
     @staticmethod
     def _format(request: Inference) -> str | dict[str, Any] | None:
@@ -247,12 +278,15 @@ class LlamaCppBackend:
         schema: Any = request.format
         if request.tools and request.tool_choice not in (None, "auto", "none"):
             schema = prompts.tool_call_schema(request.tools, request.tool_choice)
+        if isinstance(schema, dict):
+            grammar_limits.check(schema)
         if schema in (None, "") or schema == "json" or isinstance(schema, dict):
             return schema or None
         raise BadRequest("format must be \"json\" or a JSON schema object")
 
     def _sampling(self, card: ModelCard, request: Inference, stops: list[str], n_ctx: int) -> dict[str, Any]:
-        o = {**card.parameters, **request.options}
+        # a model stored before create-time checks may hold a null or a non-string stop
+        o = {k: v for k, v in {**card.parameters, **request.options}.items() if v is not None}
         num_predict = int(o.get("num_predict", -1))
         return {
             "max_tokens": num_predict if num_predict > 0 else n_ctx,
@@ -265,8 +299,8 @@ class LlamaCppBackend:
             "mirostat_mode": int(o.get("mirostat", 0)),
             "mirostat_tau": float(o.get("mirostat_tau", 5.0)),
             "mirostat_eta": float(o.get("mirostat_eta", 0.1)),
-            "seed": int(o["seed"]) if int(o.get("seed", -1)) >= 0 else None,
-            "stop": [*stops, *o.get("stop", [])],
+            "seed": int(o["seed"]) % 2**32 if int(o.get("seed", -1)) >= 0 else None,
+            "stop": [*stops, *(s for s in o.get("stop", []) if isinstance(s, str))],
         }
 
     async def infer(self, card: ModelCard, request: Inference) -> AsyncIterator[Event]:
@@ -278,9 +312,12 @@ class LlamaCppBackend:
             raise Unsupported(f"\"{card.name}\" does not support thinking")
         if request.tools and "tools" not in card.capabilities:
             raise Unsupported(f"{card.name} does not support tools")
-        info = gguf_info.read(Path(card.source["path"]))
-        text = self._prompt(card, request, info)
         schema = self._format(request)
+        # no token is longer than this many characters in practice: a prompt that is longer
+        # cannot fit, and is refused before anything tokenises it
+        limit = CHARS_PER_TOKEN * self._load_params(card, request.options, False)["n_ctx"]
+        text = await anyio.to_thread.run_sync(self._prompt, card, request, limit,
+                                              limiter=self._cpu_limiter())
         loaded, load_ns = await self._ensure(card, request.options)
         template_has_bos = bool(card.template) and "bos_token" in card.template
         message = Infer(loaded.runner.next_id(), text, add_bos=not (request.raw or template_has_bos),
@@ -312,6 +349,8 @@ class LlamaCppBackend:
 
     async def embed(self, card: ModelCard, texts: list[str], options: dict[str, Any],
                     truncate: bool = True) -> Embedding:
+        if any(not text for text in texts):  # llama.cpp corrupts its heap embedding no tokens
+            raise BadRequest(f"input[{texts.index('')}] is empty: there is nothing to embed")
         loaded, load_ns = await self._ensure(card, options, embedding=True)
         started = time.perf_counter_ns()
         result = await loaded.runner.embed(texts, truncate)

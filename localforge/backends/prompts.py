@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +72,29 @@ TOOL_INSTRUCTIONS = (
     "<tool_call>{{\"name\": <tool name>, \"arguments\": <arguments object>}}</tool_call>."
 )
 _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
-_ENV = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+# a template is the client's code (a request's `template`, a created model's): its output and
+# its time are bounded, and it runs in a worker thread (see LlamaCppBackend.infer)
+MAX_PROMPT_CHARS = 16 * 2**20
+TEMPLATE_SECONDS = 10.0
+
+
+class LimitedSandbox(ImmutableSandboxedEnvironment):
+    """Jinja's sandbox, where `'a' * 50000000` or `9 ** 9 ** 9` is an error, not gigabytes."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
+            raise TemplateError("exponent too large")
+        if operator == "*":
+            sized, count = (left, right) if isinstance(left, (str, list, tuple)) else (right, left)
+            if isinstance(sized, (str, list, tuple)) and isinstance(count, int) \
+                    and len(sized) * count > MAX_PROMPT_CHARS:
+                raise TemplateError("a repeated string or list would be too large")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = LimitedSandbox(trim_blocks=True, lstrip_blocks=True)
 _ENV.globals["raise_exception"] = lambda message: (_ for _ in ()).throw(TemplateError(message))
 
 
@@ -121,24 +144,65 @@ def _compiled(text: str) -> Template:
     return _ENV.from_string(text)
 
 
-def render_chat(template: ChatTemplate, request: Inference, bos: str, eos: str) -> str:
+def render_chat(template: ChatTemplate, request: Inference, bos: str, eos: str,
+                limit: int = MAX_PROMPT_CHARS, seconds: float = TEMPLATE_SECONDS) -> str:
     messages = [_message_dict(m) for m in request.messages]
     if request.system is not None and not any(m["role"] == "system" for m in messages):
         messages.insert(0, {"role": "system", "content": request.system})
     text = request.template or template.text
     if gotemplate.is_go_template(text):
-        return _render_go_chat(text, messages, request)
+        return _render_go(text, _go_chat_values(messages, request), limit)
     if request.tools and "tools" not in text:
         messages = _with_tool_instructions(messages, request.tools)
+    return _render_jinja(text, limit, seconds, messages=messages, tools=request.tools or None,
+                         add_generation_prompt=True, bos_token=bos, eos_token=eos)
+
+
+def trial_render(text: str) -> None:
+    """Render a template over a short conversation, as /api/create does before it keeps one:
+    a template that fails, or renders nothing, is refused then, not at every later chat."""
+    request = Inference(model="trial", kind="chat", system="You are helpful.", messages=[
+        Message(role="user", content="Hello"), Message(role="assistant", content="Hi."),
+        Message(role="user", content="How are you?")])
+    out = render_chat(ChatTemplate(text, "modelfile", []), request, "<s>", "</s>", limit=2**20,
+                      seconds=2.0)
+    if not out.strip():
+        raise BadRequest("template: it renders an empty prompt")
+
+
+def _render_jinja(text: str, limit: int, seconds: float = TEMPLATE_SECONDS, **values: Any) -> str:
+    """Render with the output capped at `limit` characters and the time at `seconds`."""
+    deadline = time.monotonic() + seconds
+    out: list[str] = []
+    size = 0
     try:
-        return _compiled(text).render(
-            messages=messages, tools=request.tools or None, add_generation_prompt=True,
-            bos_token=bos, eos_token=eos)
-    except TemplateError as exc:
-        raise BadRequest(f"chat template failed: {exc}") from exc
+        for piece in _compiled(text).generate(**values):
+            size += len(piece)
+            if size > limit:
+                raise BadRequest(f"the prompt is longer than {limit} characters, more than the "
+                                 "model's context can hold")
+            if time.monotonic() > deadline:
+                raise BadRequest(f"chat template took longer than {seconds:.0f} s")
+            out.append(piece)
+    except BadRequest:
+        raise
+    except Exception as exc:  # a template is code: any error in it is the template's, not ours
+        raise BadRequest(f"chat template failed: {type(exc).__name__}: {exc}") from exc
+    return "".join(out)
 
 
-def _render_go_chat(text: str, messages: list[dict[str, Any]], request: Inference) -> str:
+def _render_go(text: str, values: dict[str, Any], limit: int) -> str:
+    try:
+        out = gotemplate.render(text, values)
+    except RecursionError as exc:
+        raise BadRequest("template: nested too deeply") from exc
+    if len(out) > limit:
+        raise BadRequest(f"the prompt is longer than {limit} characters, more than the "
+                         "model's context can hold")
+    return out
+
+
+def _go_chat_values(messages: list[dict[str, Any]], request: Inference) -> dict[str, Any]:
     system = "\n".join(m["content"] for m in messages if m["role"] == "system")
     last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     values = {
@@ -146,10 +210,11 @@ def _render_go_chat(text: str, messages: list[dict[str, Any]], request: Inferenc
         "Messages": [{"Role": m["role"], "Content": m["content"]} for m in messages],
         "Tools": request.tools,
     }
-    return gotemplate.render(text, values)
+    return values
 
 
-def render_generate(template: ChatTemplate, request: Inference, bos: str, eos: str) -> str:
+def render_generate(template: ChatTemplate, request: Inference, bos: str, eos: str,
+                    limit: int = MAX_PROMPT_CHARS) -> str:
     """/api/generate: the prompt goes through the template unless `raw` is set."""
     if request.raw:
         return request.prompt
@@ -157,10 +222,10 @@ def render_generate(template: ChatTemplate, request: Inference, bos: str, eos: s
     if gotemplate.is_go_template(text):
         values = {"System": request.system or "", "Prompt": request.prompt, "Response": "",
                   "Suffix": request.suffix, "Messages": []}
-        return gotemplate.render(text, values)
+        return _render_go(text, values, limit)
     chat = Inference(model=request.model, kind="chat", system=request.system,
                      messages=[Message(role="user", content=request.prompt)], template=text)
-    return render_chat(template, chat, bos, eos)
+    return render_chat(template, chat, bos, eos, limit)
 
 
 def parse_tool_calls(text: str, tools: list[dict[str, Any]]) -> tuple[str, list[ToolCall]]:

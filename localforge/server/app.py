@@ -21,18 +21,25 @@ from localforge.pipeline import Pipeline
 from localforge.route import auto
 from localforge.route.registry import Registry
 from localforge.schedule.scheduler import Scheduler
-from localforge.server import errors, metrics, ollama_inference, ollama_manage, ollama_models, openai_api, routing_api
+from localforge.server import (
+    errors,
+    metrics,
+    ollama_inference,
+    ollama_manage,
+    ollama_models,
+    openai_api,
+    origins,
+    routing_api,
+)
 from localforge.server.auth import require_key, warn_if_open
 from localforge.server.dashboard import api as dashboard_api
 from localforge.server.dashboard import page as dashboard_page
 from localforge.server.services import Services, provide_services
+from localforge.store import create as making
 from localforge.store.layout import ModelStore
 
 log = logging.getLogger(__name__)
 
-# Ollama's envconfig.AllowedOrigins: localhost, 127.0.0.1 and 0.0.0.0 on any port, app schemes
-ORIGIN_REGEX = (r"^(https?://(localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(:\d+)?"
-                r"|app://.*|file://.*|tauri://.*|vscode-webview://.*)$")
 CORS_HEADERS = ["Authorization", "Content-Type", "User-Agent", "Accept", "X-Requested-With",
                 "OpenAI-Beta", "x-stainless-arch", "x-stainless-async", "x-stainless-custom-poll-interval",
                 "x-stainless-helper-method", "x-stainless-lang", "x-stainless-os",
@@ -41,7 +48,7 @@ CORS_HEADERS = ["Authorization", "Content-Type", "User-Agent", "Accept", "X-Requ
 
 
 def cors(settings: Settings) -> CORSConfig:
-    return CORSConfig(allow_origins=settings.origins, allow_origin_regex=ORIGIN_REGEX,
+    return CORSConfig(allow_origins=settings.origins, allow_origin_regex=origins.allows(settings.origins).pattern,
                       allow_methods=["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"],
                       allow_headers=CORS_HEADERS, expose_headers=[
                           "X-LocalForge-Model", "X-LocalForge-Route", "X-LocalForge-Request-Id"])
@@ -61,6 +68,15 @@ def build_services(settings: Settings, pm: pluggy.PluginManager) -> Services:
     return Services(settings, pm, db, store, registry, scheduler, pipeline)
 
 
+async def prune_blobs_hourly(store: ModelStore) -> None:
+    """Issue 15: uploaded blobs no model uses are deleted after an hour, not kept for ever."""
+    while True:
+        removed = await anyio.to_thread.run_sync(making.prune_blobs, store)
+        if removed:
+            log.info("deleted %d unused blob(s) from %s", len(removed), store.blobs)
+        await anyio.sleep(3600)
+
+
 def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Litestar:
     manager = pm or plugins.make_manager()
 
@@ -73,6 +89,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
         await plugins.call_all(manager.hook.startup(state=app.state))
         async with anyio.create_task_group() as tg:
             tg.start_soon(services.scheduler.run)
+            tg.start_soon(prune_blobs_hourly, services.store)
             services.pipeline.background = tg  # evaluators grade answers after they are sent
             services.registry.background = tg  # model listings, off the request path
             try:
@@ -90,6 +107,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
         route_handlers=[*ollama_models.ROUTES, *ollama_inference.ROUTES, *ollama_manage.ROUTES,
                         *openai_api.ROUTES, *metrics.ROUTES, *routing_api.ROUTES,
                         *dashboard_page.ROUTES, *dashboard_api.ROUTES],
+        middleware=[origins.refuse_other_origins(settings.origins)],
         guards=[require_key(settings.api_keys)] if settings.api_keys else [],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         lifespan=[lifespan],

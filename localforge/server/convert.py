@@ -39,6 +39,18 @@ def format_value(value: Any) -> Format:
     raise BadRequest("format must be \"json\" or a JSON schema object")
 
 
+def tools_value(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Each tool is `{"type": "function", "function": {"name": ..., "parameters": {...}}}`."""
+    for i, tool in enumerate(tools or []):
+        function = tool.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) \
+                or not function["name"]:
+            raise BadRequest(f"tools[{i}].function must be an object with a \"name\"")
+        if not isinstance(function.get("parameters") or {}, dict):
+            raise BadRequest(f"tools[{i}].function.parameters must be a JSON schema object")
+    return tools or []
+
+
 def tool_arguments(value: Any) -> dict[str, Any]:
     """Arguments are an object on the wire; accept a JSON string too, as some clients send one."""
     if isinstance(value, dict):
@@ -46,7 +58,7 @@ def tool_arguments(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         try:
             parsed = json.loads(value) if value.strip() else {}
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise BadRequest(f"tool call arguments are not valid JSON: {exc}") from exc
         if isinstance(parsed, dict):
             return parsed
@@ -68,7 +80,7 @@ def chat(req: wire.ChatRequest, client: str) -> Inference:
     return Inference(
         model=model_name(req.model, req.name), kind="chat",
         messages=[message(m) for m in req.messages or []],
-        tools=req.tools or [], format=format_value(req.format),
+        tools=tools_value(req.tools), format=format_value(req.format),
         options=opts.validate(req.options), keep_alive=keep_alive_seconds(req.keep_alive),
         think=think_value(req.think), stream=req.stream is not False, client=client)
 

@@ -84,7 +84,8 @@ def normalise(vector: list[float], dimensions: int | None = None) -> list[float]
 @post("/api/embed", status_code=200)
 async def embed(request: Request, services: Services) -> wire.EmbedResponse:
     req = await body.read(request, wire.EmbedRequest, services.settings.max_body_bytes)
-    texts = [req.input] if isinstance(req.input, str) else list(req.input or [])
+    # Ollama's: an empty string is no input at all (an empty string in a list is refused)
+    texts = ([req.input] if req.input else []) if isinstance(req.input, str) else list(req.input or [])
     if req.dimensions is not None and req.dimensions <= 0:
         raise BadRequest("dimensions must be a positive number")
     inference = Inference(model=convert.model_name(req.model, ""), kind="generate",

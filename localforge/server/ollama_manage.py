@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio.to_thread
 import msgspec
 from litestar import Request, Response, delete, head, post
 from litestar.response import Stream
@@ -150,7 +152,7 @@ async def _base(services: Services, req: wire.CreateRequest) -> tuple[Manifest, 
         raise BadRequest("neither 'from' nor 'files' was specified")
     if making.looks_like_path(req.from_):
         manifest = making.from_path(req.from_)
-        return manifest, manifest.gguf
+        return manifest, req.from_  # as given: a link's target is not the client's business
     stored = services.store.read(req.from_)
     if stored is not None:
         return stored, f"the file of model '{req.from_}'"
@@ -164,8 +166,13 @@ async def create(request: Request, services: Services) -> Response[Any] | Stream
     name = names.canonical(req.model or req.name)
     base, label = await _base(services, req)
     messages = [msgspec.to_builtins(m) for m in req.messages] if req.messages is not None else None
-    manifest = making.settle(base, name, template=req.template, system=req.system,
-                             parameters=req.parameters, license=req.license, messages=messages)
+    # settle renders the template once to check it: CPU work, off the event loop
+    manifest = await anyio.to_thread.run_sync(partial(
+        making.settle, base, name, template=req.template, system=req.system,
+        parameters=req.parameters, license=req.license, messages=messages))
+    if services.store.read(name) is not None:  # re-created: its loaded copy must not linger
+        with contextlib.suppress(ModelNotFound):
+            await services.scheduler.unload(await services.registry.resolve(name))
     await making.write_checked(services.store, manifest, label)
     await services.registry.refresh()
     return await _answer(_create_steps(manifest), req.stream)
@@ -181,9 +188,10 @@ async def copy(request: Request, services: Services) -> Response[bytes]:
     source = services.store.read(req.source)
     if source is None:
         source = making.manifest_of((await services.registry.resolve(req.source)).card)
-    await making.write_checked(services.store, making.settle(
-        source, destination, template=None, system=None, parameters=None, license=None,
-        messages=None), f"the file of model '{req.source}'")
+    manifest = await anyio.to_thread.run_sync(partial(
+        making.settle, source, destination, template=None, system=None, parameters=None,
+        license=None, messages=None))
+    await making.write_checked(services.store, manifest, f"the file of model '{req.source}'")
     await services.registry.refresh()
     return Response(b"", status_code=200)
 

@@ -103,8 +103,8 @@ def _tool_choice(tools: list[dict[str, Any]], choice: ToolChoice) -> ToolChoice:
         if not tools:
             raise BadRequest("tool_choice \"required\" needs at least one tool in tools")
         return choice
-    if isinstance(choice, dict):
-        wanted = (choice.get("function") or {}).get("name")
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        wanted = choice["function"].get("name")
         offered = {(t.get("function") or {}).get("name") for t in tools}
         if not wanted or wanted not in offered:
             raise BadRequest(f"tool_choice names function '{wanted}', which is not in tools")
@@ -130,7 +130,7 @@ def chat(req: ow.ChatCompletionRequest, client: str) -> Inference:
         raise BadRequest("messages must contain at least one message")
     tool_names: dict[str, str] = {}
     messages = [_message(m, tool_names) for m in req.messages]
-    tools = req.tools or []
+    tools = convert.tools_value(req.tools)
     choice = _tool_choice(tools, req.tool_choice)
     if choice == "none":
         tools, choice = [], None

@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from localforge import names
-from localforge.backends import cards, gguf_info, gotemplate
+from localforge.backends import cards, gguf_info, gotemplate, prompts
 from localforge.backends.base import ModelCard
 from localforge.config import Settings
 from localforge.errors import BadRequest
@@ -87,6 +88,28 @@ def remove_unreferenced(store: ModelStore, digest: str) -> bool:
     return True
 
 
+def prune_blobs(store: ModelStore, grace_s: float = 3600.0) -> list[str]:
+    """Delete blobs no manifest names, and abandoned uploads and partial pulls, once they are
+    older than `grace_s` (an upload is followed by its /api/create within seconds; a partial
+    pull is resumed by the next pull of the same model, so those get a day). Blocking: run it
+    in a thread. Returns the names of the files removed."""
+    if not store.blobs.is_dir():
+        return []
+    referenced = {store.blob_path(m.gguf).name for m in store.list() if m.gguf.startswith("sha256")}
+    now = time.time()
+    removed = []
+    for path in store.blobs.iterdir():
+        keep_s = 86400.0 if path.name.endswith("-partial") else grace_s
+        try:
+            if path.name in referenced or not path.is_file() or now - path.stat().st_mtime < keep_s:
+                continue
+            path.unlink()
+        except OSError:
+            continue
+        removed.append(path.name)
+    return removed
+
+
 # where a model comes from
 def manifest_of(card: ModelCard) -> Manifest:
     """A manifest that serves the same file with the same settings, for a model outside the store."""
@@ -130,11 +153,17 @@ def from_blob(store: ModelStore, files: dict[str, str]) -> Manifest:
 
 def from_path(text: str) -> Manifest:
     """A GGUF file on the server's own disk; only an absolute path to an existing readable .gguf."""
+    if len(text) > 4096 or "\0" in text:
+        raise BadRequest("from: not a model name, and too long (or odd) to be a path")
     path = Path(text).expanduser()
     if not path.is_absolute():
         raise BadRequest(f"from: '{text}' is a relative path; give an absolute path to a .gguf "
                          "file on the server, or upload it with POST /api/blobs")
-    if path.suffix.lower() != ".gguf" or not path.is_file() or not os.access(path, os.R_OK):
+    try:
+        readable = path.suffix.lower() == ".gguf" and path.is_file() and os.access(path, os.R_OK)
+    except OSError:  # a name too long, a loop of links
+        readable = False
+    if not readable:
         raise BadRequest(f"from: {path} is not a readable .gguf file on the server")
     return Manifest(model="", gguf=str(path.resolve()), source="file")
 
@@ -149,11 +178,14 @@ def check_template(text: str) -> None:
         gotemplate.compile_template(text)
         if "{{" in _ACTION.sub("", text):
             raise BadRequest("template: unclosed action ('{{' without '}}')")
-        return
-    try:
-        ImmutableSandboxedEnvironment().parse(text)
-    except TemplateSyntaxError as exc:
-        raise BadRequest(f"template: {exc.message} (line {exc.lineno})") from exc
+    else:
+        try:
+            ImmutableSandboxedEnvironment().parse(text)
+        except TemplateSyntaxError as exc:
+            raise BadRequest(f"template: {exc.message} (line {exc.lineno})") from exc
+        except RecursionError as exc:
+            raise BadRequest("template: nested too deeply") from exc
+    prompts.trial_render(text)  # CPU-bound and bounded: the caller runs settle in a thread
 
 
 def check_gguf(store: ModelStore, manifest: Manifest, label: str) -> None:

@@ -12,7 +12,7 @@ import fcntl
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,11 +59,19 @@ class Blob:
         return PullStep(f"pulling {self.sha256[:12]}", self.digest, self.size, completed)
 
 
-def client(headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+def client(headers: dict[str, str] | None = None,
+           follows: Callable[[str], bool] | None = None) -> httpx.AsyncClient:
     """identity encoding: byte offsets in Range and Content-Length must mean file bytes. httpx
-    drops an Authorization header when a redirect leaves the origin (a CDN gets no token)."""
+    drops an Authorization header when a redirect leaves the origin (a CDN gets no token).
+    `follows` says which URLs a redirect may lead to; any other is refused."""
+    async def confine(request: httpx.Request) -> None:
+        if follows is not None and not follows(str(request.url)):
+            raise BackendFailed(f"a download was redirected to {request.url.scheme}://{request.url.host}, "
+                                "which LocalForge does not follow")
+
     return httpx.AsyncClient(
-        follow_redirects=True, timeout=httpx.Timeout(60.0, connect=15.0),
+        follow_redirects=True, max_redirects=5, timeout=httpx.Timeout(60.0, connect=15.0),
+        event_hooks={"request": [confine]},
         headers={"User-Agent": f"localforge/{__version__}", "Accept-Encoding": "identity",
                  **(headers or {})})
 

@@ -135,5 +135,6 @@ class ModelStore:
         for path in sorted(self.root.glob("*.gguf")):
             name = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem).strip("-.").lower()
             if name and names.is_valid(name):
-                found.append(Manifest(model=f"{name}:latest", gguf=str(path.resolve()), source="file"))
+                # the link itself, not its target: an error about it must not name where it points
+                found.append(Manifest(model=f"{name}:latest", gguf=str(path.absolute()), source="file"))
         return found

@@ -8,6 +8,7 @@ set, is sent to the Hub so gated repositories work.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import AsyncIterator
@@ -72,6 +73,28 @@ def _token_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+def _may_follow(url: str, endpoint: str) -> bool:
+    """Issue 15: the Hub's own origin, or a CDN over https that is not an address on this
+    machine or its network (a redirect must not turn a pull into a request to the LAN)."""
+    if _same_origin(url, endpoint):
+        return True
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.hostname == "localhost":
+        return False
+    try:
+        address = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        return True
+    return address.is_global
+
+
+def confined(path: str) -> bool:
+    """A repository file path that stays inside the repository: no `..`, no absolute path."""
+    parts = path.split("/")
+    return (bool(path) and path.isprintable() and "\\" not in path
+            and all(part not in ("", ".", "..") for part in parts))
+
+
 def _same_origin(url: str, endpoint: str) -> bool:
     a, b = urlsplit(url), urlsplit(endpoint)
     return (a.scheme, a.netloc) == (b.scheme, b.netloc)
@@ -105,6 +128,8 @@ async def list_files(client: httpx.AsyncClient, endpoint: str, name: HubName) ->
         base = path.rsplit("/", 1)[-1].lower()
         if entry.get("type") != "file" or not base.endswith(".gguf") or base.startswith("mmproj"):
             continue
+        if not confined(path):
+            raise BackendFailed(f"{endpoint} lists a file outside repository {name.repo_id}: {path!r}")
         oid = str(lfs.get("oid", "")).removeprefix("sha256:")
         if HEX.match(oid):
             files.append(HubFile(path, int(lfs.get("size") or entry.get("size") or 0), oid))
@@ -134,7 +159,7 @@ async def pull(store: ModelStore, endpoint: str, name: HubName) -> AsyncIterator
     """Resolve, download, verify and register; the first step comes only once the file is chosen,
     so an unknown repository or quant is an error before any output."""
     endpoint = endpoint.rstrip("/")
-    async with download.client(_token_headers()) as client:
+    async with download.client(_token_headers(), follows=lambda url: _may_follow(url, endpoint)) as client:
         file = choose(await list_files(client, endpoint, name), name)
         yield PullStep("pulling manifest")
         url = f"{endpoint}/{name.repo_id}/resolve/main/{quote(file.path)}"

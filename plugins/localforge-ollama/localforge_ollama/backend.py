@@ -18,7 +18,7 @@ import httpx
 
 from localforge import names
 from localforge.backends.base import ModelCard, ModelDetails, Residency
-from localforge.backends.fleet import Endpoint, Fleet, describe, guess_locality
+from localforge.backends.fleet import Endpoint, Fleet, describe, guess_locality, json_body
 from localforge.errors import BackendFailed, LocalForgeError
 from localforge.inference import Embedding, Event, Inference
 from localforge_ollama import native
@@ -64,7 +64,7 @@ class OllamaBackend:
         self.fleet = Fleet(self.client, self._probe, config)
         for u in config.upstreams:
             self.fleet.add(Endpoint(u.label, u.url.rstrip("/"), "ollama upstream", u.api_key_env,
-                                    u.timeout_s))
+                                    u.timeout_s).configure(u.connect_timeout_s, u.first_token_s, u.idle_s))
         self._found = {u.label: Discovered() for u in config.upstreams}
 
     def _endpoint(self, label: str) -> Endpoint:
@@ -155,9 +155,11 @@ class OllamaBackend:
             return self._request(endpoint, native.path(request),
                                  native.body(request, routes[endpoint.name]))
 
-        async with self.fleet.open(list(routes), build) as (endpoint, response):
-            async for event in native.events(response, endpoint.label):
-                yield event
+        def parse(endpoint: Endpoint, response: httpx.Response) -> AsyncIterator[Event]:
+            return native.events(response, endpoint.label)
+
+        async for event in self.fleet.call(list(routes), build, parse):
+            yield event
 
     async def embed(self, card: ModelCard, texts: list[str], options: dict[str, Any],
                     truncate: bool = True) -> Embedding:
@@ -168,14 +170,16 @@ class OllamaBackend:
             body = {"model": routes[endpoint.name], "input": texts, "truncate": truncate}
             return self._request(endpoint, "/api/embed", {**body, "options": options} if options else body)
 
-        async with self.fleet.open(list(routes), build) as (endpoint, response):
-            data = json.loads(await response.aread())
-        vectors = data.get("embeddings")
-        if not isinstance(vectors, list) or len(vectors) != len(texts):
-            raise BackendFailed(f"{endpoint.label} returned no embeddings for {len(texts)} inputs")
-        return Embedding(vectors=vectors, prompt_tokens=int(data.get("prompt_eval_count") or 0),
-                         load_ns=int(data.get("load_duration") or 0),
-                         total_ns=time.perf_counter_ns() - started)
+        async def parse(endpoint: Endpoint, response: httpx.Response) -> AsyncIterator[Embedding]:
+            async for data in json_body(endpoint, response):
+                vectors = data.get("embeddings") if isinstance(data, dict) else None
+                if not isinstance(vectors, list) or len(vectors) != len(texts):
+                    raise BackendFailed(f"{endpoint.label} returned no embeddings for {len(texts)} inputs")
+                yield Embedding(vectors=vectors, prompt_tokens=int(data.get("prompt_eval_count") or 0),
+                                load_ns=int(data.get("load_duration") or 0),
+                                total_ns=time.perf_counter_ns() - started)
+
+        return await self.fleet.one(list(routes), build, parse)
 
     def footprint(self, card: ModelCard, options: dict[str, Any], embedding: bool) -> tuple[int, int]:
         return 0, 0  # the model lives upstream: no local memory to budget
@@ -193,12 +197,11 @@ class OllamaBackend:
             return self._request(endpoint, "/api/generate", {**body, "options": options} if options else body)
 
         try:
-            async with self.fleet.open(list(routes), build) as (_, response):
-                data = json.loads(await response.aread())
+            data = await self.fleet.one(list(routes), build, json_body)
         except (LocalForgeError, ValueError) as exc:
             log.info("preloading %s upstream failed: %s", card.name, exc)
             return 0
-        return int(data.get("load_duration") or 0)
+        return int(data.get("load_duration") or 0) if isinstance(data, dict) else 0
 
     async def unload(self, card: ModelCard, options: dict[str, Any] | None = None,
                      embedding: bool | None = None) -> None:

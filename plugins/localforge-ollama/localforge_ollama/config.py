@@ -28,6 +28,10 @@ class UpstreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     locality: Literal["local", "remote"] | None = None  # None: guessed from the address
     api_key_env: str | None = None  # for an Ollama behind an authenticating proxy
     timeout_s: float = 600.0
+    # the clocks of one attempt; unset: the fleet's defaults (5 s, 60 s, 30 s; see fleet.py)
+    connect_timeout_s: float | None = None
+    first_token_s: float | None = None
+    idle_s: float | None = None
 
     @property
     def label(self) -> str:

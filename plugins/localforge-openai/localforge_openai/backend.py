@@ -19,8 +19,8 @@ import httpx
 
 from localforge import names
 from localforge.backends.base import ModelCard, ModelDetails, Residency
-from localforge.backends.fleet import Endpoint, Fleet, describe, guess_locality
-from localforge.errors import BackendFailed, LocalForgeError
+from localforge.backends.fleet import Endpoint, Fleet, describe, guess_locality, json_body
+from localforge.errors import LocalForgeError
 from localforge.inference import Embedding, Event, Inference
 from localforge_openai import from_openai, to_openai
 from localforge_openai.config import EndpointConfig, OpenAIConfig
@@ -60,7 +60,8 @@ class OpenAIBackend:
         self.fleet = Fleet(self.client, self._probe, config)
         for e in config.endpoints:
             self.fleet.add(Endpoint(e.name, e.base_url.rstrip("/"), "openai endpoint",
-                                    e.api_key_env, e.timeout_s))
+                                    e.api_key_env, e.timeout_s).configure(
+                                        e.connect_timeout_s, e.first_token_s, e.idle_s))
         self._found: dict[str, Discovered] = {e.name: Discovered() for e in config.endpoints}
 
     def _probe(self, endpoint: Endpoint) -> httpx.Request:
@@ -149,13 +150,17 @@ class OpenAIBackend:
             return self._request(endpoint, path, body)
 
         started = time.perf_counter_ns()
-        async with self.fleet.open(list(routes), build) as (endpoint, response):
+
+        async def parse(endpoint: Endpoint, response: httpx.Response) -> AsyncIterator[Event]:
             if stream:
                 async for event in from_openai.stream(response, endpoint.label):
                     yield event
                 return
-            data = await _json(response, endpoint)
-        for event in from_openai.whole(data, endpoint.label, started):
+            async for data in json_body(endpoint, response):
+                for event in from_openai.whole(data, endpoint.label, started):
+                    yield event
+
+        async for event in self.fleet.call(list(routes), build, parse):
             yield event
 
     async def embed(self, card: ModelCard, texts: list[str], options: dict[str, Any],
@@ -167,9 +172,11 @@ class OpenAIBackend:
             return self._request(endpoint, "/embeddings",
                                  {"model": routes[endpoint.name], "input": texts})
 
-        async with self.fleet.open(list(routes), build) as (endpoint, response):
-            data = await _json(response, endpoint)
-        result = from_openai.embedding(data, endpoint.label, len(texts))
+        async def parse(endpoint: Endpoint, response: httpx.Response) -> AsyncIterator[Embedding]:
+            async for data in json_body(endpoint, response):
+                yield from_openai.embedding(data, endpoint.label, len(texts))
+
+        result = await self.fleet.one(list(routes), build, parse)
         result.total_ns = time.perf_counter_ns() - started
         return result
 
@@ -190,10 +197,3 @@ class OpenAIBackend:
     async def close(self) -> None:
         await self.client.aclose()
 
-
-async def _json(response: httpx.Response, endpoint: Endpoint) -> Any:
-    raw = await response.aread()
-    try:
-        return response.json() if raw else {}
-    except ValueError:
-        raise BackendFailed(f"{endpoint.label} answered with something that is not JSON") from None

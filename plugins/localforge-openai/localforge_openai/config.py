@@ -33,6 +33,10 @@ class EndpointConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     models: list[str] = []
     prefix: str = ""
     timeout_s: float = 600.0
+    # the clocks of one attempt; unset: the fleet's defaults (5 s, 60 s, 30 s; see fleet.py)
+    connect_timeout_s: float | None = None
+    first_token_s: float | None = None
+    idle_s: float | None = None
     # how a JSON schema is asked for: OpenAI, vLLM and llama-server take "json_schema";
     # llama-cpp-python's server only knows {"type": "json_object", "schema": ...}
     structured_output: Literal["json_schema", "json_object"] = "json_schema"
