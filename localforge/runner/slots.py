@@ -1,7 +1,7 @@
 """Continuous batching: one llama.cpp context, `parallel` sequences, one decode loop.
 
-Each slot is a llama.cpp sequence of at most `num_ctx` cells in a unified KV cache of
-`num_ctx x parallel`. Every `step` decodes one batch: the next token of each answering sequence,
+Each slot is a llama.cpp sequence with a stream of `num_ctx` cells of its own (a non-unified KV
+cache of `num_ctx x parallel`). Every `step` decodes one batch: the next token of each answering sequence,
 plus as much of newly admitted prompts as the batch has room for. A sequence joins between steps
 and leaves as soon as it ends or is cancelled. Each keeps its own sampler chain (options, seed,
 grammar), stop strings and token cap. A slot remembers the tokens its cells hold, so the next
@@ -86,9 +86,10 @@ class Slots:
         ctx_params.n_ctx = self.n_ctx * self.parallel
         ctx_params.n_batch = ctx_params.n_ubatch = self.n_batch
         ctx_params.n_seq_max = self.parallel
-        # one pool of cells for all sequences, so that they can share a prompt's common start;
-        # each sequence is still held to num_ctx of them (see `admit`)
-        ctx_params.kv_unified = True
+        # a stream of num_ctx cells for each sequence: its cells sit where they would if it ran
+        # alone, so a greedy answer does not depend on what else is in the batch (in one unified
+        # pool, attention sums over the cells in another order, and answers drift)
+        ctx_params.kv_unified = False
         ctx_params.n_threads = ctx_params.n_threads_batch = int(p.get("n_threads") or 1)
         self.ctx = llama.llama_init_from_model(self.model, ctx_params)
         if not self.ctx:
@@ -160,9 +161,16 @@ class Slots:
         donor, common = max(((s, min(_common(self.cached[s], prompt), len(prompt) - 1))
                              for s in range(self.parallel) if s != slot), key=lambda found: found[1],
                             default=(slot, 0))
-        if common <= reused or not llama.llama_memory_seq_rm(self.memory, slot, -1, -1):
+        if common <= reused:
             return reused
-        llama.llama_memory_seq_cp(self.memory, donor, slot, 0, common)
+        # each slot is a stream of its own, and llama.cpp copies between streams only whole:
+        # copy the donor's stream, then drop what follows the shared start
+        llama.llama_memory_seq_rm(self.memory, slot, -1, -1)
+        llama.llama_memory_seq_cp(self.memory, donor, slot, -1, -1)
+        if not llama.llama_memory_seq_rm(self.memory, slot, common, -1):
+            llama.llama_memory_seq_rm(self.memory, slot, -1, -1)
+            self.cached[slot] = []
+            return 0
         self.cached[slot] = prompt[:common]
         return common
 
