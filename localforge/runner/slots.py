@@ -157,7 +157,8 @@ class Slots:
 
     def _share_prefix(self, slot: int, prompt: list[int], reused: int) -> int:
         """If another slot holds a longer start of this prompt (the same system prompt, say),
-        the slot shares those cells instead of evaluating them again; returns the tokens reused."""
+        the slot takes a copy of those cells instead of evaluating them again; returns the tokens
+        reused."""
         donor, common = max(((s, min(_common(self.cached[s], prompt), len(prompt) - 1))
                              for s in range(self.parallel) if s != slot), key=lambda found: found[1],
                             default=(slot, 0))
@@ -243,9 +244,10 @@ class Slots:
                 put(sequence.last, sequence, True)
                 sequence.last = None
         for sequence in self.active.values():
-            while sequence.pending and n < self.n_batch:
-                token = sequence.pending.pop(0)
-                put(token, sequence, not sequence.pending)
+            taken = sequence.pending[:self.n_batch - n]
+            del sequence.pending[:len(taken)]
+            for i, token in enumerate(taken):
+                put(token, sequence, not sequence.pending and i == len(taken) - 1)
         batch.n_tokens = n
         return outputs
 
