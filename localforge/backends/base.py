@@ -2,6 +2,16 @@
 
 A backend registers through the `register_backends` hook. The server asks each backend for its
 models (`ModelCard`s), and sends each request to the backend that owns the model it resolved.
+
+Beyond the `Backend` protocol below, a backend that holds models in local memory may offer what
+the scheduler asks for when present (the built-in llama.cpp backend has them all):
+
+- `footprint(card, options, embedding) -> (bytes, context)`: what a configuration will take once
+  loaded, and the context it resolves to; `load` and `unload` then take `options=` and `embedding=`.
+- `parallel(card) -> int`: how many requests of the model it serves at once.
+- `holds(card, options, embedding) -> bool`: whether the configuration is still loaded (a runner
+  that died between requests is noticed through it).
+- `measured_bytes(card, options, embedding, gpu) -> int | None`: what loading it really took.
 """
 
 from __future__ import annotations

@@ -223,10 +223,6 @@ class LlamaCppBackend:
         rss = loaded.runner.memory()
         return None if rss is None else max(0, rss - loaded.base_rss)
 
-    def runner_pids(self) -> dict[str, int]:
-        return {loaded.card.name: pid for loaded in self._loaded.values()
-                if (pid := loaded.runner.pid) is not None}
-
     def footprint(self, card: ModelCard, options: dict[str, Any],
                   embedding: bool = False) -> tuple[int, int]:
         """(bytes, context length) a configuration will take once loaded, from GGUF metadata:
