@@ -269,3 +269,20 @@ def test_the_server_log_survives_concurrent_loads(tmp_path: Path, tiny_models: P
             assert os.readlink(f"/proc/{running.process.pid}/fd/{fd}") == str(running.log_path)
     finally:
         stop_server(running)
+
+
+def test_safe_mode_is_remembered_across_restarts(tmp_path: Path, models: Path) -> None:
+    fault = {"LOCALFORGE_RUNNER_FAULT": "segv-first-decode@amx"}
+    first = start_server(tmp_path, models, "", env=fault)
+    try:
+        assert chat(first, "amx").status_code == 200  # crashed once, healed
+        assert metric(first, "localforge_runner_crashes_total", "amx:latest") == 1
+    finally:
+        stop_server(first)
+    again = start_server(tmp_path, models, "", env=fault)  # the same data folder
+    try:
+        assert ollama.Client(host=again.url).show("amx").modelinfo["localforge.safe_mode"] is True
+        assert chat(again, "amx").status_code == 200
+        assert metric(again, "localforge_runner_crashes_total", "amx:latest") == 0
+    finally:
+        stop_server(again)

@@ -5,8 +5,9 @@ The server renders prompts and keeps the books; runners load and decode. A runne
 `RunnerCrashed` error for the requests it held, and the model is simply no longer resident: the
 next request loads it again. A runner that dies on its very first decode is restarted with
 llama.cpp's extra buffer types off (safe mode: the AMX repacking path segfaults on some Xeons),
-and the model stays in safe mode. A model whose runner crashes `CRASH_LIMIT` times in
-`CRASH_WINDOW_S` is refused until `runner_cooldown_s` after its last crash.
+and the model stays in safe mode, across restarts too, until llama-cpp-python changes. A model
+whose runner crashes `CRASH_LIMIT` times in `CRASH_WINDOW_S` is refused until
+`runner_cooldown_s` after its last crash.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from localforge.errors import BadRequest, LocalForgeError, Unavailable, Unsuppor
 from localforge.inference import Delta, Embedding, Event, Final, Inference
 from localforge.runner.client import Runner
 from localforge.runner.protocol import Done, Infer, Load, Piece
+from localforge.runner.safe_models import SafeModels
 from localforge.schedule import budget as memory
 from localforge.store import demo
 from localforge.store.layout import Manifest, ModelStore
@@ -62,7 +64,7 @@ class LlamaCppBackend:
         self._loaded: dict[tuple[Any, ...], Loaded] = {}
         self._demo: list[Manifest] | None = None
         self._crashes: dict[str, deque[float]] = {}  # model -> monotonic times of its crashes
-        self._safe_paths: set[str] = set()  # GGUF files that crashed on their first decode
+        self._safe_paths = SafeModels(settings.data_dir / "safe-mode.json")  # crashed on a first decode
         self._cpu: anyio.CapacityLimiter | None = None  # made on first use, inside the event loop
 
     def _cpu_limiter(self) -> anyio.CapacityLimiter:
