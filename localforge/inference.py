@@ -6,12 +6,17 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+import anyio
+
+from localforge.errors import Canceled
 
 Format = str | dict[str, Any] | None  # None, "json", or a JSON schema
 Kind = Literal["chat", "generate"]
 # returns when the client that sent a request has gone away
 UntilDisconnected = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 
 
 def new_call_id() -> str:
@@ -103,3 +108,29 @@ class Embedding:
     prompt_tokens: int = 0
     load_ns: int = 0
     total_ns: int = 0
+
+
+async def unless_disconnected(until_disconnected: UntilDisconnected | None,
+                              work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work`; if the client goes away first, cancel it (a backend stops generating) and
+    raise Canceled."""
+    if until_disconnected is None:
+        return await work()
+    result: list[T] = []
+    failure: list[Exception] = []
+    async with anyio.create_task_group() as tg:
+        async def watcher() -> None:
+            await until_disconnected()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watcher)
+        try:
+            result.append(await work())
+        except Exception as exc:  # raised below, not wrapped in the task group's ExceptionGroup
+            failure.append(exc)
+        tg.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+    if not result:
+        raise Canceled("the client disconnected")
+    return result[0]

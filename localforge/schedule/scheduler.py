@@ -33,12 +33,12 @@ from anyio.abc import TaskGroup
 from localforge import names
 from localforge.backends.base import ModelCard, Residency
 from localforge.config import Settings
-from localforge.errors import BackendFailed, Canceled, LocalForgeError, RunnerCrashed, ServerBusy
-from localforge.inference import UntilDisconnected
+from localforge.errors import BackendFailed, LocalForgeError, RunnerCrashed, ServerBusy
+from localforge.inference import UntilDisconnected, unless_disconnected
 from localforge.options import load_key
 from localforge.route.registry import Entry
 from localforge.schedule import budget as memory
-from localforge.schedule.core import Core, Load, Start, Ticket, Unload
+from localforge.schedule.core import Config, Core, Load, Start, Ticket, Unload
 from localforge.schedule.meter import Meter
 from localforge.schedule.policy import POLICIES
 
@@ -163,9 +163,8 @@ class Scheduler:
             raise
         granted = self._grants[ticket.id] = anyio.Event()
         self._wake()
-        try:
-            if await self._wait(granted, until_disconnected):
-                raise Canceled("request canceled")
+        try:  # a client that goes away first leaves the queue, and nothing runs for it
+            await unless_disconnected(until_disconnected, granted.wait)
         except BaseException:
             self._withdraw(ticket)
             raise
@@ -182,24 +181,6 @@ class Scheduler:
         finally:
             self.policy.finish(ticket.id, self.clock())
             self._wake()
-
-    async def _wait(self, granted: anyio.Event, until_disconnected: UntilDisconnected | None) -> bool:
-        """Wait for the grant; True if the client disconnected first."""
-        if until_disconnected is None:
-            await granted.wait()
-            return False
-        gone = False
-        async with anyio.create_task_group() as tg:
-            async def watch() -> None:
-                nonlocal gone
-                await until_disconnected()
-                gone = True
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(watch)
-            await granted.wait()
-            tg.cancel_scope.cancel()
-        return gone and not granted.is_set()
 
     def _withdraw(self, ticket: Ticket) -> None:
         self._grants.pop(ticket.id, None)
@@ -343,10 +324,8 @@ class Scheduler:
             if c.state == "absent" and not c.queue:
                 continue
             in_use = bool(c.in_flight or c.queue) or c.expires_at == math.inf
-            expires = None if c.keep_alive_s == math.inf else (
-                c.keep_alive_s if in_use else max(0.0, c.expires_at - now))
             out.append(Occupant(c.key, c.model, c.state, c.footprint, c.in_flight, len(c.queue),
-                                c.parallel, expires, in_use))
+                                c.parallel, _expires_in_s(c, now), in_use))
         return sorted(out, key=lambda o: (-o.footprint, o.key))
 
     # /api/ps
@@ -360,11 +339,17 @@ class Scheduler:
             return residency
         residency.size = config.footprint
         residency.size_vram = config.footprint if self.budget.gpu else 0
-        if config.keep_alive_s == math.inf:
-            residency.expires_at = None
-            return residency
-        remaining = config.expires_at - self.clock()
-        if config.in_flight or config.queue or remaining == math.inf:
-            remaining = config.keep_alive_s  # in use: Ollama shows now + duration
-        residency.expires_at = datetime.now(UTC) + timedelta(seconds=max(0.0, remaining))
+        remaining = _expires_in_s(config, self.clock())
+        residency.expires_at = None if remaining is None else datetime.now(UTC) + timedelta(seconds=remaining)
         return residency
+
+
+def _expires_in_s(config: Config, now: float) -> float | None:
+    """Seconds until an idle configuration unloads; None if kept forever. While in use, its
+    keep-alive in full (Ollama shows now + duration)."""
+    if config.keep_alive_s == math.inf:
+        return None
+    remaining = config.expires_at - now
+    if config.in_flight or config.queue or remaining == math.inf:
+        return config.keep_alive_s
+    return max(0.0, remaining)

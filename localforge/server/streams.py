@@ -16,8 +16,7 @@ import msgspec
 from litestar.response import Stream
 
 from localforge.errors import LocalForgeError
-from localforge.inference import Delta, Event, Final, Inference, ToolCall
-from localforge.server.disconnect import unless_disconnected
+from localforge.inference import Delta, Event, Final, Inference, ToolCall, unless_disconnected
 
 if TYPE_CHECKING:
     from localforge.pipeline import Served
