@@ -38,18 +38,23 @@ class Run:
         return cls(stamps[0] - started, len(stamps), (len(stamps) - 1) / span if span > 0 else 0.0)
 
 
-def through_localforge(url: str, model: str, runs: int, num_predict: int) -> list[Run]:
-    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}],
+def stream_chat(http: httpx.Client, model: str, prompt: str, num_predict: int, stamps: list[float]) -> None:
+    """One greedy streamed `/api/chat` answer; the time each piece of text arrived goes in `stamps`."""
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}],
             "options": {"temperature": 0, "num_predict": num_predict}}
+    with http.stream("POST", "/api/chat", json=body) as response:
+        for line in response.iter_lines():
+            if line and json.loads(line).get("message", {}).get("content"):
+                stamps.append(time.perf_counter())
+
+
+def through_localforge(url: str, model: str, runs: int, num_predict: int) -> list[Run]:
     measured = []
-    with httpx.Client(timeout=120) as client:
+    with httpx.Client(base_url=url, timeout=120) as http:
         for i in range(runs + WARM_UP):
             started = time.perf_counter()
-            stamps = []
-            with client.stream("POST", url + "/api/chat", json=body) as response:
-                for line in response.iter_lines():
-                    if line and json.loads(line).get("message", {}).get("content"):
-                        stamps.append(time.perf_counter())
+            stamps: list[float] = []
+            stream_chat(http, model, PROMPT, num_predict, stamps)
             if i >= WARM_UP:
                 measured.append(Run.from_stamps(started, stamps))
     return measured

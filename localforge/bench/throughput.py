@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from localforge.bench.server import served
-from localforge.bench.streams import percentile, prompts
+from localforge.bench.streams import percentile, prompts, stream_chat
 
 
 def _row(clients: int, requests: list[tuple[float, list[float]]]) -> dict[str, float]:
@@ -39,18 +39,9 @@ def _row(clients: int, requests: list[tuple[float, list[float]]]) -> dict[str, f
             "tokens": tokens}
 
 
-def _client(http: httpx.Client, model: str, prompt: str, num_predict: int, out: list[float]) -> None:
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}],
-            "options": {"temperature": 0, "num_predict": num_predict}}
-    with http.stream("POST", "/api/chat", json=body) as response:
-        for line in response.iter_lines():
-            if line and json.loads(line).get("message", {}).get("content"):
-                out.append(time.perf_counter())
-
-
 def _round(http: httpx.Client, model: str, clients: int, num_predict: int) -> list[tuple[float, list[float]]]:
     stamps: list[list[float]] = [[] for _ in range(clients)]
-    threads = [threading.Thread(target=_client, args=(http, model, prompt, num_predict, stamps[i]))
+    threads = [threading.Thread(target=stream_chat, args=(http, model, prompt, num_predict, stamps[i]))
                for i, prompt in enumerate(prompts(clients))]
     arrived = time.perf_counter()
     for thread in threads:
