@@ -16,17 +16,10 @@ from localforge.config import DEFAULT_PORT
 from localforge.console import show
 from localforge.console.client import HOST_HELP
 from localforge.console.client import call as _call
+from localforge.console.progress import size
 from localforge.errors import LocalForgeError
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return str(n)
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -52,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     models = _call(args, "GET", "/api/tags")["models"]
     rows = [["NAME", "ID", "SIZE", "MODIFIED"]]
-    rows += [[m["name"], m["digest"][:12], _size(m["size"]), m["modified_at"][:19]] for m in models]
+    rows += [[m["name"], m["digest"][:12], size(m["size"]), m["modified_at"][:19]] for m in models]
     print(_table(rows))
     return 0
 
@@ -63,7 +56,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     for m in models:
         where = "100% GPU" if m["size_vram"] >= m["size"] > 0 else (
             "100% CPU" if not m["size_vram"] else f"{100 * m['size_vram'] // m['size']}% GPU")
-        rows.append([m["name"], m["digest"][:12], _size(m["size"]), where,
+        rows.append([m["name"], m["digest"][:12], size(m["size"]), where,
                      str(m["context_length"]), m["expires_at"][:19]])
     print(_table(rows))
     return 0
