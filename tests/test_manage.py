@@ -189,14 +189,15 @@ def test_pull_stays_inside_the_repository(http: httpx.Client, hub: Hub, manage_s
 
 
 def test_pull_follows_only_the_hubs_own_or_public_https_redirects() -> None:
-    from localforge.store.pull import _may_follow, confined
+    from localforge.store.download import may_follow
+    from localforge.store.pull import confined
 
     hub = "http://127.0.0.1:9000"
-    assert _may_follow("http://127.0.0.1:9000/cdn/x", hub)
-    assert _may_follow("https://cdn-lfs.hf.co/repos/x", "https://huggingface.co")
+    assert may_follow("http://127.0.0.1:9000/cdn/x", hub)
+    assert may_follow("https://cdn-lfs.hf.co/repos/x", "https://huggingface.co")
     for url in ("http://cdn-lfs.hf.co/x", "https://127.0.0.1/x", "https://10.0.0.5/x", "https://localhost/x",
                 "https://[::1]/x", "https://169.254.169.254/latest/meta-data", "file:///etc/passwd"):
-        assert not _may_follow(url, "https://huggingface.co"), url
+        assert not may_follow(url, "https://huggingface.co"), url
     assert confined("a/b-Q4_K_M.gguf") and confined("x.gguf")
     for path in ("../x.gguf", "a/../../x.gguf", "/etc/x.gguf", "a//x.gguf", "a\\x.gguf", "a/./x.gguf", "x\n.gguf"):
         assert not confined(path), path

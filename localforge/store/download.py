@@ -9,14 +9,16 @@ registered. Progress comes as `PullStep`s, the lines Ollama streams for a pull.
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -59,21 +61,41 @@ class Blob:
         return PullStep(f"pulling {self.sha256[:12]}", self.digest, self.size, completed)
 
 
-def client(headers: dict[str, str] | None = None,
-           follows: Callable[[str], bool] | None = None) -> httpx.AsyncClient:
-    """identity encoding: byte offsets in Range and Content-Length must mean file bytes. httpx
-    drops an Authorization header when a redirect leaves the origin (a CDN gets no token).
-    `follows` says which URLs a redirect may lead to; any other is refused."""
+def client(origin: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    """A client for downloads from `origin` (the Hub, the registry). identity encoding: byte
+    offsets in Range and Content-Length must mean file bytes. httpx drops an Authorization
+    header when a redirect leaves the origin (a CDN gets no token). A redirect is followed only
+    where `may_follow` allows."""
     async def confine(request: httpx.Request) -> None:
-        if follows is not None and not follows(str(request.url)):
-            raise BackendFailed(f"a download was redirected to {request.url.scheme}://{request.url.host}, "
-                                "which LocalForge does not follow")
+        if not may_follow(str(request.url), origin):
+            raise BackendFailed(f"{origin} redirected the download to {request.url.scheme}://"
+                                f"{request.url.host}, which LocalForge does not follow")
 
     return httpx.AsyncClient(
         follow_redirects=True, max_redirects=5, timeout=httpx.Timeout(60.0, connect=15.0),
         event_hooks={"request": [confine]},
         headers={"User-Agent": f"localforge/{__version__}", "Accept-Encoding": "identity",
                  **(headers or {})})
+
+
+def may_follow(url: str, origin: str) -> bool:
+    """The origin itself, or a CDN over https that is not an address on this machine or its
+    network (a redirect must not turn a pull into a request to the LAN)."""
+    if same_origin(url, origin):
+        return True
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.hostname == "localhost":
+        return False
+    try:
+        address = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        return True
+    return address.is_global
+
+
+def same_origin(url: str, origin: str) -> bool:
+    a, b = urlsplit(url), urlsplit(origin)
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
 
 def upstream_error(response: httpx.Response, origin: str, what: str) -> LocalForgeError:

@@ -187,7 +187,7 @@ def _settings(texts: dict[str, bytes]) -> dict[str, Any]:
 async def pull(store: ModelStore, registry: str, name: LibraryName) -> AsyncIterator[PullStep]:
     """Resolve, download, verify and register. An unknown model is an error before any output."""
     registry = registry.rstrip("/")
-    async with download.client() as client:
+    async with download.client(registry) as client:
         layers = await _manifest(client, registry, name)
         yield PullStep("pulling manifest")
         texts: dict[str, bytes] = {}

@@ -8,13 +8,12 @@ set, is sent to the Hub so gated repositories work.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import anyio.to_thread
 import httpx
@@ -73,31 +72,11 @@ def _token_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _may_follow(url: str, endpoint: str) -> bool:
-    """Issue 15: the Hub's own origin, or a CDN over https that is not an address on this
-    machine or its network (a redirect must not turn a pull into a request to the LAN)."""
-    if _same_origin(url, endpoint):
-        return True
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname or parts.hostname == "localhost":
-        return False
-    try:
-        address = ipaddress.ip_address(parts.hostname)
-    except ValueError:
-        return True
-    return address.is_global
-
-
 def confined(path: str) -> bool:
     """A repository file path that stays inside the repository: no `..`, no absolute path."""
     parts = path.split("/")
     return (bool(path) and path.isprintable() and "\\" not in path
             and all(part not in ("", ".", "..") for part in parts))
-
-
-def _same_origin(url: str, endpoint: str) -> bool:
-    a, b = urlsplit(url), urlsplit(endpoint)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
 
 async def list_files(client: httpx.AsyncClient, endpoint: str, name: HubName) -> list[HubFile]:
@@ -121,7 +100,7 @@ async def list_files(client: httpx.AsyncClient, endpoint: str, name: HubName) ->
             raise BackendFailed(f"{endpoint} sent a file list that is not JSON") from exc
         entries += [e for e in page if isinstance(e, dict)] if isinstance(page, list) else []
         following = response.links.get("next", {}).get("url")
-        url = following if following and _same_origin(following, endpoint) else None
+        url = following if following and download.same_origin(following, endpoint) else None
     files = []
     for entry in entries:
         path, lfs = str(entry.get("path", "")), entry.get("lfs") or {}
@@ -159,7 +138,7 @@ async def pull(store: ModelStore, endpoint: str, name: HubName) -> AsyncIterator
     """Resolve, download, verify and register; the first step comes only once the file is chosen,
     so an unknown repository or quant is an error before any output."""
     endpoint = endpoint.rstrip("/")
-    async with download.client(_token_headers(), follows=lambda url: _may_follow(url, endpoint)) as client:
+    async with download.client(endpoint, _token_headers()) as client:
         file = choose(await list_files(client, endpoint, name), name)
         yield PullStep("pulling manifest")
         url = f"{endpoint}/{name.repo_id}/resolve/main/{quote(file.path)}"
