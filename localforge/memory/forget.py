@@ -23,7 +23,8 @@ def forget(data_dir: Path, before: datetime | None) -> int:
     """Delete the routes created before a time (all: None); returns how many went."""
     db = open_db(data_dir / "localforge.db")
     try:
-        gone = delete_routes(db, before.timestamp() if before is not None else None)
+        with db.writing():
+            gone = delete_routes(db, before.timestamp() if before is not None else None)
         db.conn.execute("VACUUM")  # no page of the file keeps a deleted prompt
         db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:

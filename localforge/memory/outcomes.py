@@ -32,13 +32,13 @@ def prompt_hash(text: str) -> str:
 
 def delete_routes(db: Database, before: float | None = None) -> list[int]:
     """Delete the routes created before a time (all of them: None) and their outcomes, with
-    their bytes overwritten; returns the deleted route ids. The caller holds the write lock."""
+    their bytes overwritten; returns the deleted route ids. Call it inside `db.writing()`: one
+    transaction, under the write lock."""
     where, params = ("where created_at < ?", [before]) if before is not None else ("", [])
     db.conn.execute("PRAGMA secure_delete=ON")  # deleted prompts are zeroed, not left in free pages
-    with db.conn:
-        ids = [row[0] for row in db.execute(f"select id from routes {where}", params)]
-        db.execute(f"delete from outcomes where route_id in (select id from routes {where})", params)
-        db.execute(f"delete from routes {where}", params)
+    ids = [row[0] for row in db.execute(f"select id from routes {where}", params)]
+    db.execute(f"delete from outcomes where route_id in (select id from routes {where})", params)
+    db.execute(f"delete from routes {where}", params)
     return ids
 
 
