@@ -138,7 +138,7 @@ class Routing:
             facts = routing_facts(entry.card.name, entry.card, self.settings.models)
             configured = self.settings.models.get(entry.card.name)
             if configured is None or not configured.context_length:
-                facts.context_length = loaded_context(entry, options or {}) or facts.context_length
+                facts.context_length = entry.loaded_context(options or {}) or facts.context_length
             out.append(Candidate(entry.card.name, facts, entry))
         return out
 
@@ -228,16 +228,6 @@ def day_start(now: float | None = None) -> float:
     """Midnight UTC of today, in unix seconds: when the daily budget starts again."""
     now = time.time() if now is None else now
     return now - now % 86400
-
-
-def loaded_context(entry: Entry, options: dict[str, Any]) -> int:
-    """The context the model will be loaded with for these options (what a prompt must fit),
-    as its backend works it out: options.num_ctx, else the model's parameters, else the
-    server's default, within the context it was trained on. 0 when the backend cannot tell."""
-    footprint = getattr(entry.backend, "footprint", None)
-    if not callable(footprint):
-        return 0
-    return int(footprint(entry.card, options, False)[1])
 
 
 def explain(routed: Routed) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -104,6 +105,16 @@ def routing_facts(name: str, card: ModelCard | None, configured: dict[str, Model
 class Entry:
     card: ModelCard
     backend: Backend
+
+    def loaded_context(self, options: dict[str, Any]) -> int:
+        """The context the model will be loaded with for these options (what a prompt must fit),
+        as its backend works it out: options.num_ctx, else the model's parameters, else the
+        server's default, within the context it was trained on. 0 when the backend cannot tell
+        (a network backend: its server decides)."""
+        footprint = getattr(self.backend, "footprint", None)
+        if not callable(footprint):
+            return 0
+        return int(footprint(self.card, options, False)[1])
 
 
 class Registry:

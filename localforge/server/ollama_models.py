@@ -115,10 +115,8 @@ async def show(request: Request, services: Services) -> wire.ShowResponse:
         card = entry.card
         card.model_info = {**card.model_info, **auto.facts_info(services.settings.router, card)}
         parameters = dict(card.parameters)
-        footprint = getattr(entry.backend, "footprint", None)
-        # the context a local backend loads it with by default, as /api/ps shows it (a network
-        # backend has no local footprint, 0: its server decides)
-        loaded_ctx = footprint(card, {}, False)[1] if footprint is not None else 0
+        # the context a local backend loads it with by default, as /api/ps shows it
+        loaded_ctx = entry.loaded_context({})
         if loaded_ctx:
             parameters["num_ctx"] = loaded_ctx
     parameters.setdefault("num_ctx", card.context_length or services.settings.default_num_ctx)
