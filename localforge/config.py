@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -35,7 +35,8 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
     system: str | None = None
     parameters: dict[str, Any] = {}
     num_ctx: int | None = None
-    parallel: int | None = None  # requests decoded together; unset: the server's `parallel`
+    # requests decoded together; unset: the server's `parallel`
+    parallel: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class Settings(msgspec.Struct, kw_only=True):

@@ -85,3 +85,15 @@ def test_paths_from_the_file_and_the_environment_expand_home(tmp_path: Path) -> 
     assert config.load(file, environ={}).data_dir == Path.home() / "lf-data"
     settings = config.load(environ={"LOCALFORGE_DATA_DIR": str(tmp_path), "LOCALFORGE_MODELS_DIR": "~/m"})
     assert settings.data_dir == tmp_path and settings.models_path == Path.home() / "m"
+
+
+def test_parallel_per_model_and_from_ollamas_variable(tmp_path: Path) -> None:
+    toml = tmp_path / "lf.toml"
+    toml.write_text('[[models]]\nname = "a"\npath = "/m/a.gguf"\nparallel = 4\n')
+    settings = config.load(toml, environ={"OLLAMA_NUM_PARALLEL": "2"})
+    assert settings.parallel == 2 and settings.models[0].parallel == 4
+    toml.write_text('[[models]]\nname = "a"\npath = "/m/a.gguf"\nparallel = 0\n')
+    with pytest.raises(BadRequest, match=r"models\[0\].parallel"):
+        config.load(toml, environ={})
+    with pytest.raises(BadRequest, match="parallel"):
+        config.load(environ={"OLLAMA_NUM_PARALLEL": "many"})
