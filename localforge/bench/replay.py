@@ -2,9 +2,16 @@
 
 For each prompt the router chooses a model and only that model's outcome is revealed to it, as
 in real use; it learns online, through a `--train` file or the learning part of `--holdout`
-first, and on through the evaluated part. Each point of the quality/cost dial starts from a fresh
-state (a new in-memory database, index and bandit). No HTTP and no generation: the outcomes in
-the data stand in for the answers. Embeddings are computed once and cached on disk.
+first, and on through the evaluated part. The traffic is spread over the quality/cost dial: each
+request is served at one point of the dial drawn at random (as users pick `auto:cheap` or
+`auto:best`), so one router learns from every preset's decisions, and on each evaluated prompt
+every point of the dial makes its own decision (exploration included), scored from the data.
+
+Beside `auto` it runs the same router learning from full information (every model's outcome
+of every prompt revealed), a plain k-NN vote with bandit feedback, random routing and the oracle
+(`baselines`), so the gap between `auto` and what its estimator could learn is one number. No
+HTTP and no generation: the outcomes in the data stand in for the answers. Embeddings are
+computed once and cached on disk.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from localforge import plugins
-from localforge.bench import embeddings, metrics
+from localforge.bench import baselines, embeddings, metrics
 from localforge.config import Settings
 from localforge.errors import BadRequest
 from localforge.inference import Inference
@@ -30,13 +37,13 @@ from localforge.profile.base import Profile
 from localforge.profile.profiler import Profiling
 from localforge.route import policies
 from localforge.route.decision import Candidate
+from localforge.route.features import context_vector
 from localforge.route.registry import routing_facts
 from localforge.route.router import Router
 from localforge.route.settings import Preset
 
 # the dial, in quality points a typical call to the dearest model must win to be worth it
-DIAL = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3, 0.4)
-REFINE = 4  # extra points placed in the widest gaps of the share axis
+DIAL = (0.0, *(round(float(x), 4) for x in np.geomspace(0.004, 0.6, 36)))
 
 
 @dataclass(slots=True)
@@ -63,20 +70,30 @@ class Report:
     evaluated: int
     learned: int
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
-    points: list[RouterPoint] = field(default_factory=list)
+    points: list[RouterPoint] = field(default_factory=list)  # auto's
+    routers: dict[str, list[RouterPoint]] = field(default_factory=dict)  # ROUTERS' points
     seconds: float = 0.0
+
+    def scores(self, points: list[RouterPoint]) -> dict[str, float]:
+        w, s = self.baselines["always-cheapest"]["accuracy"], self.baselines["always-best"]["accuracy"]
+        pts = [metrics.Point(p.share, p.accuracy) for p in points]
+        return {"apgr": metrics.apgr(pts, w, s), "cpt50": metrics.cpt(pts, w, s, 0.5),
+                "cpt80": metrics.cpt(pts, w, s, 0.8)}
 
     def figures(self) -> dict[str, Any]:
         w, s = self.baselines["always-cheapest"]["accuracy"], self.baselines["always-best"]["accuracy"]
-        pts = [metrics.Point(p.share, p.accuracy) for p in self.points]
+        auto = self.scores(self.points)
+        routers = {name: self.scores(points) for name, points in self.routers.items()}
+        full = routers.get("full information")
         return {
-            "apgr": metrics.apgr(pts, w, s), "cpt50": metrics.cpt(pts, w, s, 0.5),
-            "cpt80": metrics.cpt(pts, w, s, 0.8), "weak": self.weak, "strong": self.strong,
+            **auto, "weak": self.weak, "strong": self.strong,
             "evaluated": self.evaluated, "learned": self.learned, "baselines": self.baselines,
             "points": [{"dial": p.dial, "cost_weight": p.cost_weight, "share": p.share,
                         "accuracy": p.accuracy, "pgr": metrics.pgr(p.accuracy, w, s),
                         "random_accuracy": metrics.random_point(p.share, w, s).accuracy,
                         "cost": p.cost, "explored": p.explored} for p in self.points],
+            "routers": routers,
+            "gap_to_full_information": full["apgr"] - auto["apgr"] if full else None,
             "seconds": self.seconds,
         }
 
@@ -152,69 +169,94 @@ class Replay:
                           "cost": sum(self._call_cost(model, p) for p in profiles) / best_cost}
         return out
 
-    def point(self, dial: float) -> RouterPoint:
-        """Replay everything from a fresh state with this point of the dial."""
-        profiles = self.profiles
-        typical = float(np.mean([self._call_cost(self.dearest, p) for p in profiles]))
-        cheap = float(np.mean([self._call_cost(self.weak, p) for p in profiles]))
-        cost_weight = dial / max(typical - cheap, 1e-12)
+    def cost_weights(self) -> list[float]:
+        """Each point of the dial as a cost weight: quality per dollar."""
+        typical = float(np.mean([self._call_cost(self.dearest, p) for p in self.profiles]))
+        cheap = float(np.mean([self._call_cost(self.weak, p) for p in self.profiles]))
+        return [dial / max(typical - cheap, 1e-12) for dial in DIAL]
+
+    def route(self, full_information: bool = False) -> list[RouterPoint]:
+        """One pass over every prompt from a fresh state (a new in-memory database, index and
+        bandit). Each request is served at a random point of the dial and the router learns the
+        served model's outcome (every model's with `full_information`); on evaluated prompts
+        every point of the dial decides and is scored."""
         router_settings = self.settings.router
-        presets = {**router_settings.presets, "replay": Preset(cost_weight=cost_weight)}
+        weights = self.cost_weights()
+        presets = {f"dial-{j}": Preset(cost_weight=w) for j, w in enumerate(weights)}
         db = Database(memory=True)
         migrate(db)
-        memory = Memory(db, self.vectors.shape[1], store_prompts=router_settings.store_prompts)
+        dimensions = self.vectors.shape[1]
+        memory = Memory(db, dimensions, store_prompts=router_settings.store_prompts)
         memory.open()
         clock = [0.0]
-        router = Router(_with(router_settings, presets=presets), memory, self.vectors.shape[1],
-                        clock=lambda: clock[0])
-        examples = self.learn + self.evaluate
-        strong = correct = cost = explored = 0.0
+        router = Router(_with(router_settings, presets={**router_settings.presets, **presets}),
+                        memory, dimensions, clock=lambda: clock[0])
+        draw = random.Random(router_settings.seed)
+        tally = np.zeros((len(DIAL), 4))  # per dial point: strong calls, right answers, cost, explored
         best_cost = 0.0
-        for i, (example, profile) in enumerate(zip(examples, profiles, strict=True)):
+        examples = self.learn + self.evaluate
+        label = "full information" if full_information else "auto"
+        started = time.perf_counter()
+        for i, (example, profile) in enumerate(zip(examples, self.profiles, strict=True)):
             clock[0] += 1.0  # one request a second: ages matter little within a replay
             kept, removed = policies.apply(profile, self.candidates, router_settings)
             if not kept:
                 continue
-            decision, context = router.decide(profile, kept, f"replay-{i}", "replay", removed)
-            route_id = router.remember(decision, profile, context)
-            chosen = next(s for s in decision.scored if s.model == decision.chosen)
-            outcome = example.outcomes.get(decision.chosen, 0.0)
-            router.learn(route_id, decision.chosen, outcome, "replay", context, chosen.parts["prior"])
-            if i >= len(self.learn):
-                strong += decision.chosen == self.strong
-                correct += outcome
-                cost += self._call_cost(decision.chosen, profile)
+            context = context_vector(profile, dimensions)
+            scored = router.score(profile, kept, context)
+            request_id = f"replay-{i}"
+            served_at = draw.randrange(len(DIAL))
+            if i < len(self.learn):
+                served = router.choose(scored, kept, request_id, f"dial-{served_at}", removed)
+            else:
+                decisions = [router.choose(scored, kept, request_id, name, removed) for name in presets]
+                served = decisions[served_at]
                 best_cost += self._call_cost(self.strong, profile)
-                explored += decision.explored
-        n = max(len(self.evaluate), 1)
+                for j, d in enumerate(decisions):
+                    tally[j] += (d.chosen == self.strong, example.outcomes.get(d.chosen, 0.0),
+                                 self._call_cost(d.chosen, profile), d.explored)
+            route_id = router.remember(served, profile, context)
+            priors = {s.model: s.parts["prior"] for s in served.scored}
+            for model in (list(priors) if full_information else [served.chosen]):
+                router.learn(route_id, model, example.outcomes.get(model, 0.0), "replay", context,
+                             priors[model])
+            if self.progress and (i + 1) % 1000 == 0:
+                print(f"  {label}: {i + 1}/{len(examples)} prompts "
+                      f"({time.perf_counter() - started:.0f}s)", file=sys.stderr, flush=True)
         db.conn.close()
-        return RouterPoint(dial, cost_weight, strong / n, correct / n, cost / max(best_cost, 1e-12),
-                           explored / n)
+        n = max(len(self.evaluate), 1)
+        return sorted((RouterPoint(d, w, t[0] / n, t[1] / n, t[2] / max(best_cost, 1e-12), t[3] / n)
+                       for d, w, t in zip(DIAL, weights, tally, strict=True)), key=lambda p: p.share)
 
-    def sweep(self) -> list[RouterPoint]:
-        points: list[RouterPoint] = []
-        for dial in DIAL:
-            points.append(self._timed(dial, len(DIAL) + REFINE, len(points)))
-        for _ in range(REFINE):  # bisect the dial where neighbouring points differ most in share
-            ordered = sorted(points, key=lambda p: p.dial)
-            tried = {p.dial for p in points}
-            gaps = [(abs(b.share - a.share), (a.dial + b.dial) / 2)
-                    for a, b in zip(ordered, ordered[1:], strict=False)]
-            gaps = [g for g in gaps if g[1] not in tried]
-            if not gaps:
-                break
-            _, dial = max(gaps)
-            points.append(self._timed(dial, len(DIAL) + REFINE, len(points)))
+    def knn_vote(self) -> list[RouterPoint]:
+        examples = self.learn + self.evaluate
+        weights = self.cost_weights()
+        chosen = baselines.knn_vote(
+            self.vectors, self.models, lambda i, m: examples[i].outcomes.get(m, 0.0),
+            lambda i, m: self._call_cost(m, self.profiles[i]), len(self.learn), weights,
+            self.settings.router.seed or 0)
+        evaluated = list(zip(self.evaluate, self.profiles[len(self.learn):], strict=True))
+        best_cost = sum(self._call_cost(self.strong, p) for _, p in evaluated) or 1.0
+        n = max(len(evaluated), 1)
+        points = []
+        for dial, weight, picks in zip(DIAL, weights, chosen, strict=True):
+            share = sum(m == self.strong for m in picks) / n
+            accuracy = sum(e.outcomes.get(m, 0.0) for (e, _), m in zip(evaluated, picks, strict=True)) / n
+            cost = sum(self._call_cost(m, p) for (_, p), m in zip(evaluated, picks, strict=True))
+            points.append(RouterPoint(dial, weight, share, accuracy, cost / best_cost))
         return sorted(points, key=lambda p: p.share)
 
-    def _timed(self, dial: float, total: int, done: int) -> RouterPoint:
-        started = time.perf_counter()
-        p = self.point(dial)
-        if self.progress:
-            print(f"  point {done + 1}/{total}: dial {dial:.3f} -> strong share {p.share:.3f}, "
-                  f"accuracy {p.accuracy:.4f} ({time.perf_counter() - started:.1f}s)",
-                  file=sys.stderr, flush=True)
-        return p
+    def bounds(self) -> dict[str, list[RouterPoint]]:
+        """Random routing and the oracle, from the evaluated prompts' outcomes."""
+        evaluated = list(zip(self.evaluate, self.profiles[len(self.learn):], strict=True))
+        outcomes = np.array([[e.outcomes.get(m, 0.0) for m in self.models] for e, _ in evaluated])
+        costs = np.array([[self._call_cost(m, p) for m in self.models] for _, p in evaluated])
+        strong, weak = self.models.index(self.strong), self.models.index(self.weak)
+        w, s = self.means[self.weak], self.means[self.strong]
+        found = {"random": baselines.random_routing(w, s),
+                 "oracle": baselines.oracle(outcomes, costs, strong, weak)}
+        return {name: [RouterPoint(float("nan"), float("nan"), p.share, p.accuracy, float("nan"))
+                       for p in points] for name, points in found.items()}
 
 
 def _with(router_settings: Any, **changes: Any) -> Any:
@@ -249,27 +291,44 @@ def run(data: Path, settings: Settings, train: Path | None = None, holdout: floa
     replay = Replay(settings, learn, examples, vectors, models, profiling, progress)
     report = Report(models, replay.weak, replay.strong, len(examples), len(learn))
     report.baselines = replay.baselines()
-    report.points = replay.sweep()
+    report.points = replay.route()
+    report.routers = {"full information": replay.route(full_information=True),
+                      "k-NN vote": replay.knn_vote(), **replay.bounds()}
     report.seconds = time.perf_counter() - started
     return report
 
 
 def table(report: Report) -> str:
     f = report.figures()
-    rows = [["router", "accuracy", "strong share", "cost vs best", "random at share"]]
+    rows = [["router", "APGR", "CPT(50%)", "CPT(80%)"]]
+    for name, scores in [("auto", f), *f["routers"].items()]:
+        rows.append([name, f"{scores['apgr']:.3f}", f"{100 * scores['cpt50']:.1f}%",
+                     f"{100 * scores['cpt80']:.1f}%"])
+    lines = _columns(rows)
+    lines.append("")
+    rows = [["auto on the dial", "accuracy", "strong share", "cost vs best", "random at share"]]
     for name, b in report.baselines.items():
         rows.append([name, f"{b['accuracy']:.4f}", f"{b['share']:.3f}", f"{b['cost']:.3f}", ""])
-    for p in f["points"]:
-        rows.append([f"auto dial={p['dial']:.3f}", f"{p['accuracy']:.4f}", f"{p['share']:.3f}",
-                     f"{p['cost']:.3f}", f"{p['random_accuracy']:.4f}"])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    shown = -1.0
+    for p in f["points"]:  # about one point per 0.05 of the share axis
+        if p["share"] - shown >= 0.05 or p is f["points"][-1]:
+            shown = p["share"]
+            rows.append([f"dial={p['dial']:.3f}", f"{p['accuracy']:.4f}", f"{p['share']:.3f}",
+                         f"{p['cost']:.3f}", f"{p['random_accuracy']:.4f}"])
+    lines += _columns(rows)
     lines.append("")
     lines.append(f"weak = {report.weak}, strong = {report.strong}; learned from {report.learned}, "
                  f"evaluated on {report.evaluated} prompts in {report.seconds:.0f}s")
-    lines.append(f"APGR {f['apgr']:.3f}   CPT(50%) {100 * f['cpt50']:.1f}%   "
-                 f"CPT(80%) {100 * f['cpt80']:.1f}%   (random: 0.500 / 50% / 80%)")
+    if f["gap_to_full_information"] is not None:
+        lines.append(f"auto: APGR {f['apgr']:.3f}   CPT(50%) {100 * f['cpt50']:.1f}%   "
+                     f"CPT(80%) {100 * f['cpt80']:.1f}%   "
+                     f"gap to full information {f['gap_to_full_information']:+.3f} APGR")
     return "\n".join(lines)
+
+
+def _columns(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 def plot(report: Report, path: Path) -> None:
@@ -280,10 +339,14 @@ def plot(report: Report, path: Path) -> None:
 
     f = report.figures()
     w, s = report.baselines["always-cheapest"]["accuracy"], report.baselines["always-best"]["accuracy"]
-    shares = [0.0, *(p["share"] for p in f["points"]), 1.0]
-    accuracy = [w, *(p["accuracy"] for p in f["points"]), s]
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.plot(shares, accuracy, "o-", label=f"auto (APGR {f['apgr']:.3f})")
+    curves = [("auto", report.points, f["apgr"], "o-"),
+              *((name, report.routers[name], f["routers"][name]["apgr"], style)
+                for name, style in (("full information", "-"), ("k-NN vote", ":"))
+                if name in report.routers)]
+    for name, points, apgr, style in curves:
+        ax.plot([0.0, *(p.share for p in points), 1.0], [w, *(p.accuracy for p in points), s],
+                style, markersize=3, label=f"{name} (APGR {apgr:.3f})")
     ax.plot([0, 1], [w, s], "--", color="grey", label="random")
     ax.scatter([0, 1], [w, s], color="black", zorder=3, label="always-cheapest / always-best")
     ax.set_xlabel(f"share of calls to {report.strong}")

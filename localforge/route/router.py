@@ -8,10 +8,16 @@ Expected quality of a model for a request is built in three layers, each correct
    candidates), weighted by similarity and by exponential decay with age, shrunk towards layer 2
    by a pseudo-count, so a few neighbours nudge the estimate and many neighbours decide it.
 
-Exploration is ε-greedy with ε held at `exploration_start` for a warm-up of
-`exploration_warmup` outcomes, then decaying to the floor `exploration` as outcomes accumulate;
-the probability of the chosen model under this policy (its propensity) is logged with the
-decision so a replay can evaluate other policies off-policy.
+The layers do not depend on the preset: `score` computes them once and `rank` weighs them for
+a point of the dial, so what one decision teaches serves every preset.
+
+Exploration targets uncertainty: each decision draws every candidate's quality from its
+posterior (Thompson sampling, with the ridge posterior's spread narrowed by the memory's share),
+so a model is tried about as often as it may be the best and hardly at all where the evidence
+is clear. On top, ε-greedy picks uniformly with probability ε, held at `exploration_start` for
+a warm-up of `exploration_warmup` outcomes and then decaying to the floor `exploration`. The
+probability of the chosen model under both (its propensity) is logged with the decision so a
+replay can evaluate other policies off-policy.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from localforge.route.settings import Preset, RouterSettings
 log = logging.getLogger(__name__)
 
 REMOTE_OVERHEAD_S = 0.5  # network and queueing at a remote provider
+THOMPSON_DRAWS = 256  # posterior draws per decision: the first chooses, all give the propensity
 
 
 class Residency(Protocol):
@@ -75,6 +82,7 @@ class Router:
         self.latency = latency or Latency()
         self.clock = clock
         self.rng = random.Random(settings.seed)
+        self.draws = np.random.default_rng(settings.seed)
         self.outcomes_seen = 0
         self._lock = threading.Lock()  # bandit updates come from worker threads
 
@@ -124,34 +132,49 @@ class Router:
             seconds += self.latency.expected_load_s(candidate.entry.card) or facts.load_s
         return seconds * (1 + self.latency.queue_depth(candidate.model))
 
-    def score(self, profile: Profile, candidates: list[Candidate], preset: Preset,
+    def score(self, profile: Profile, candidates: list[Candidate],
               context: np.ndarray) -> list[Scored]:
+        """Every candidate's parts that no preset changes: its quality (prior, linear and memory
+        layers) and that quality's uncertainty, its cost, its latency and the scorers' terms.
+        One call serves every point of the dial (`rank` weighs the parts for a preset)."""
         memory = self._memory(profile, [c.model for c in candidates])
         output_tokens = int(profile.features.get("max_tokens") or self.settings.expected_output_tokens)
+        pseudo = self.settings.memory_pseudocount
         scored = []
         for c in candidates:
             prior = c.facts.prior(profile.task_probabilities, profile.task)
             linear = self.bandit.estimate(c.model, context)
             base = min(max(prior + linear, 0.0), 1.0)
             total, weight = memory[c.model]
-            pseudo = self.settings.memory_pseudocount
             quality = (total + pseudo * base) / (weight + pseudo)
-            cost = c.facts.cost(profile.tokens, output_tokens)
-            latency = self.expected_latency(c, output_tokens)
+            # the ridge posterior's spread (outcomes are 0..1, so their noise is at most 1/4),
+            # narrowed by the share of the estimate the neighbours decide
+            spread = math.sqrt(0.25 * self.bandit.variance(c.model, context)) * pseudo / (weight + pseudo)
             parts = {"prior": prior, "linear": base - prior, "memory": quality - base,
-                     "quality": quality, "cost": cost, "cost_term": -preset.cost_weight * cost,
-                     "latency_s": latency, "latency_term": -preset.latency_weight * latency}
+                     "quality": quality, "uncertainty": spread,
+                     "cost": c.facts.cost(profile.tokens, output_tokens),
+                     "latency_s": self.expected_latency(c, output_tokens)}
             if self.scorers:
                 card = c.entry.card if c.entry is not None else ModelCard(
                     name=c.model, backend="", locality=c.facts.locality,  # type: ignore[arg-type]
                     capabilities=list(c.facts.capabilities), context_length=c.facts.context_length)
                 for scorer in self.scorers:
                     parts[f"scorer:{scorer.name}"] = float(scorer.score(profile, card))
-            value = quality + parts["cost_term"] + parts["latency_term"] + sum(
-                v for k, v in parts.items() if k.startswith("scorer:"))
-            scored.append(Scored(c.model, value, parts, evidence=weight))
-        scored.sort(key=lambda s: s.score, reverse=True)
+            scored.append(Scored(c.model, quality, parts, evidence=weight))
         return scored
+
+    @staticmethod
+    def rank(scored: list[Scored], preset: Preset) -> list[Scored]:
+        """The candidates scored for one point of the dial, best first."""
+        ranked = []
+        for s in scored:
+            parts = {**s.parts, "cost_term": -preset.cost_weight * s.parts["cost"],
+                     "latency_term": -preset.latency_weight * s.parts["latency_s"]}
+            value = parts["quality"] + parts["cost_term"] + parts["latency_term"] + sum(
+                v for k, v in parts.items() if k.startswith("scorer:"))
+            ranked.append(Scored(s.model, value, parts, s.evidence))
+        ranked.sort(key=lambda s: s.score, reverse=True)
+        return ranked
 
     # -- deciding and learning ------------------------------------------------------------------
 
@@ -159,27 +182,57 @@ class Router:
                preset_name: str | None = None, removed: dict[str, str] | None = None,
                explore: bool = True) -> tuple[Decision, np.ndarray]:
         """Score the candidates and choose one; returns the decision and its context vector."""
-        name, preset = self.preset(preset_name)
         context = context_vector(profile, self.dimensions)
-        scored = self.score(profile, candidates, preset, context)
-        best = scored[0]
+        scored = self.score(profile, candidates, context)
+        return self.choose(scored, candidates, request_id, preset_name, removed, explore), context
+
+    def choose(self, scored: list[Scored], candidates: list[Candidate], request_id: str,
+               preset_name: str | None = None, removed: dict[str, str] | None = None,
+               explore: bool = True) -> Decision:
+        """One decision from `score`'s parts under a preset. Exploring, the router draws every
+        candidate's quality from its posterior (Thompson sampling: a model is tried about as
+        often as it may be the best) and, with probability ε, picks uniformly; the propensity
+        of the choice under both is logged."""
+        name, preset = self.preset(preset_name)
+        ranked = self.rank(scored, preset)
+        best = ranked[0]
+        greedy, reason = self._greedy(name, best, ranked, candidates)
+        scale = self.settings.thompson_scale if explore and len(ranked) > 1 else 0.0
+        draws = self._thompson(ranked, scale, best.model, greedy) if scale > 0 else [greedy]
+        chosen = draws[0]
+        explored = chosen != greedy
+        if explored:
+            reason = f"posterior draw (p={draws.count(chosen) / len(draws):.3f})"
+        epsilon = self.exploration() if explore and len(ranked) > 1 else 0.0
+        if self.rng.random() < epsilon:
+            chosen, explored = self.rng.choice(ranked).model, True
+            reason = f"exploring (p={epsilon:.3f})"
+        propensity = (1 - epsilon) * draws.count(chosen) / len(draws) + epsilon / len(ranked)
+        return Decision(request_id, name, chosen, ranked, dict(removed or {}), epsilon,
+                        explored, propensity, reason)
+
+    def _thompson(self, ranked: list[Scored], scale: float, best: str, greedy: str) -> list[str]:
+        """The winners of THOMPSON_DRAWS draws from the candidates' posteriors; the first is the
+        choice, their shares its propensity. A draw won by the best-ranked model stands for the
+        greedy choice (which may be a resident or default model in its place)."""
+        means = np.array([s.score for s in ranked])
+        spread = np.array([s.parts["uncertainty"] for s in ranked]) * scale
+        values = means + spread * self.draws.standard_normal((THOMPSON_DRAWS, len(ranked)))
+        winners = [ranked[i].model for i in values.argmax(axis=1)]
+        return [greedy if w == best else w for w in winners]
+
+    def _greedy(self, name: str, best: Scored, ranked: list[Scored],
+                candidates: list[Candidate]) -> tuple[str, str]:
+        """The choice without exploration: the best, a resident model close to it, or the
+        default model when the evidence is thin; and why."""
         chosen, reason = best.model, f"best {name} score"
-        if sticky := self._resident_within_margin(best, scored, candidates):
+        if sticky := self._resident_within_margin(best, ranked, candidates):
             chosen, reason = sticky.model, f"resident, within {self.settings.stickiness:g} of the best"
         floor = self.settings.confidence_floor
         default = self.settings.default_model
-        if floor > 0 and best.evidence < floor and any(s.model == default for s in scored):
+        if floor > 0 and best.evidence < floor and any(s.model == default for s in ranked):
             chosen, reason = default, f"little evidence (< {floor:g}); default model"
-        greedy = chosen
-        epsilon = self.exploration() if explore and len(scored) > 1 else 0.0
-        explored = self.rng.random() < epsilon
-        if explored:
-            chosen = self.rng.choice(scored).model
-            reason = f"exploring (p={epsilon:.3f})"
-        propensity = (1 - epsilon) * (chosen == greedy) + epsilon / len(scored)
-        decision = Decision(request_id, name, chosen, scored, dict(removed or {}), epsilon,
-                            explored, propensity, reason)
-        return decision, context
+        return chosen, reason
 
     def _resident_within_margin(self, best: Scored, scored: list[Scored],
                                 candidates: list[Candidate]) -> Scored | None:

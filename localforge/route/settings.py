@@ -69,6 +69,9 @@ class RouterSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # a new deployment spends it learning every model's strengths on its own traffic, where
     # exploring at 1.0 gives each model an even, unbiased sample (0 = decay from the first call)
     exploration_warmup: int = 0
+    # Thompson sampling: each decision draws the candidates' qualities from their posteriors,
+    # their spread times this (0 = no posterior draws; ε-greedy alone explores)
+    thompson_scale: float = 1.0
     confidence_floor: float = 0.0  # evidence (effective outcomes) below which default_model serves
     neighbours: int = 40  # k of the k-NN memory
     memory_pseudocount: float = 10.0  # weighted neighbours it takes to outweigh the linear estimate
