@@ -44,8 +44,8 @@ def test_the_built_in_profilers_are_a_default_plugin_and_a_third_party_can_add_o
         profiling = Profiling.from_plugins(pm, config.load(None, {"data_dir": data_dir}, environ={}))
     finally:
         pm.unregister(extra)
-    assert [p.name for p in profiling.profilers] == ["tokens", "conversation", "sensitivity", "task",
-                                                     "embedding", "language"]
+    assert [p.name for p in profiling.profilers] == ["tokens", "conversation", "sensitivity", "embedding",
+                                                     "task", "language"]
     profile = profiling.profile(Inference(model="auto", kind="chat", messages=[
         Message("system", "Réponds en français."), Message("user", "Bonjour ! Solve for x: 2x + 3 = 11."),
     ]))

@@ -81,3 +81,25 @@ def test_an_empty_request_is_general_without_probabilities() -> None:
     profile = Profile(text="  ")
     TaskProfiler().profile(Inference(model="auto", kind="generate"), profile)
     assert profile.task == "general" and profile.task_probabilities == {}
+
+
+def test_the_head_reads_the_embedding_and_only_when_it_is_on(tmp_path: Path) -> None:
+    from localforge.profile.task import TaskHead
+
+    shipped = TaskHead.load()  # plain arrays, no pickle
+    assert sorted(shipped.classes) == sorted(TASKS) and shipped.dimensions == 384
+    classes = sorted(TASKS)
+    coef = np.zeros((len(classes), 4 + len(classes)))
+    coef[classes.index("math"), 0] = 50.0  # a head that says "math" when the embedding's first entry is up
+    np.savez(tmp_path / "head.npz", coef=coef, intercept=np.zeros(len(classes)),
+             classes=np.asarray(classes, dtype=str))
+    request = Inference(model="auto", kind="generate", prompt="Write a Python function that sorts a list.")
+    on = TaskProfiler(head_path=tmp_path / "head.npz")
+    with_vector = Profile(text=request.prompt, embedding=np.array([1.0, 0.0, 0.0, 0.0]))
+    on.profile(request, with_vector)
+    assert with_vector.task == "math" and with_vector.task_probabilities["math"] > 0.99
+    without = Profile(text=request.prompt)
+    on.profile(request, without)
+    off = Profile(text=request.prompt, embedding=np.array([1.0, 0.0, 0.0, 0.0]))
+    TaskProfiler(head_path=tmp_path / "head.npz", use_head=False).profile(request, off)
+    assert without.task == off.task == "coding"

@@ -81,6 +81,15 @@ def test_replay_baselines_from_a_small_file(tmp_path: Path) -> None:
         assert 0.0 <= p["share"] <= 1.0
         assert 0.25 <= p["accuracy"] <= 1.0
     assert {"apgr", "cpt50", "cpt80", "points"} <= set(figures)
+    # beside auto: its estimator with every outcome revealed, the k-NN vote, random and the oracle
+    routers = figures["routers"]
+    assert set(routers) == {"full information", "k-NN vote", "random", "oracle"}
+    assert routers["random"]["apgr"] == pytest.approx(0.5)
+    assert routers["oracle"]["apgr"] >= max(r["apgr"] for r in routers.values())
+    assert routers["oracle"]["cpt50"] <= 0.25  # two of the eight prompts hold the whole gap
+    assert figures["gap_to_full_information"] == pytest.approx(
+        routers["full information"]["apgr"] - figures["apgr"])
+    assert "gap to full information" in replay.table(report)
     # the embeddings were cached: a second run reads them instead of embedding again
     assert len(list((tmp_path / "cache").glob("embeddings-*.npy"))) == 1
 

@@ -28,8 +28,8 @@ def register_profilers(register: Callable[[Any], None], settings: Settings) -> N
     register(TokenProfiler())
     register(ConversationProfiler())
     register(SensitivityProfiler(Sensitivity(options.sensitive_terms, options.sensitive_patterns)))
-    register(TaskProfiler(floor=options.task_confidence_floor))
-    register(EmbeddingProfiler())
+    register(EmbeddingProfiler())  # before the task profiler, whose head reads the embedding
+    register(TaskProfiler(floor=options.task_confidence_floor, use_head=options.task_head))
 
 
 @hookimpl

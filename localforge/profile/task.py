@@ -6,6 +6,12 @@ data). Serving needs neither scikit-learn nor pickle: the trained vocabulary, id
 coefficients and intercepts are read from an `.npz` file with `allow_pickle=False`, and the
 vectoriser and softmax are re-implemented here exactly as scikit-learn computes them (a test
 checks the probabilities match `predict_proba`). Below a confidence floor the task is "general".
+
+Where the request has an embedding (the embedding profiler runs first) and `[profile]
+task_head` is on, a head refines those
+probabilities: a multinomial logistic regression over the MiniLM embedding and the TF-IDF
+log-probabilities, trained on real prompts by `scripts/train_task_head.py` and read from
+`task_head.npz`, so it costs one small matrix product on top of the embedding the router needs.
 """
 
 from __future__ import annotations
@@ -29,8 +35,8 @@ TOKEN_PATTERN = r"\w+|[^\w\s]"
 MAX_CHARS = 4000  # the start of a long prompt says what it is; the rest only costs time
 
 
-def default_path() -> Path:
-    return Path(str(resources.files("localforge.profile") / "data" / "task_classifier.npz"))
+def default_path(name: str = "task_classifier.npz") -> Path:
+    return Path(str(resources.files("localforge.profile") / "data" / name))
 
 
 class TaskClassifier:
@@ -84,11 +90,33 @@ class TaskClassifier:
 
     def probabilities(self, text: str) -> dict[str, float]:
         columns, values = self.features(text)
-        logits = self.coef[:, columns] @ values + self.intercept
-        logits -= logits.max()
-        weights = np.exp(logits)
-        weights /= weights.sum()
+        weights = softmax(self.coef[:, columns] @ values + self.intercept)
         return {c: float(p) for c, p in zip(self.classes, weights, strict=True)}
+
+
+class TaskHead:
+    """Logistic regression over [embedding, log TF-IDF probabilities], in numpy."""
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray, classes: list[str]) -> None:
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.intercept = np.asarray(intercept, dtype=np.float64)
+        self.classes = list(classes)
+        self.dimensions = self.coef.shape[1] - len(self.classes)  # of the embedding it reads
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> TaskHead:
+        with np.load(path or default_path("task_head.npz"), allow_pickle=False) as data:
+            return cls(data["coef"], data["intercept"], data["classes"].tolist())
+
+    def probabilities(self, embedding: np.ndarray, log_tfidf: np.ndarray) -> np.ndarray:
+        """In `classes` order; `log_tfidf` in the TF-IDF classifier's class order."""
+        features = np.concatenate([np.asarray(embedding, dtype=np.float64).ravel(), log_tfidf])
+        return softmax(self.coef @ features + self.intercept)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    weights = np.exp(logits - logits.max())
+    return weights / weights.sum()  # type: ignore[no-any-return]
 
 
 def classify(probabilities: dict[str, float], floor: float) -> str:
@@ -102,10 +130,14 @@ class TaskProfiler:
 
     name = "task"
 
-    def __init__(self, floor: float = 0.5, path: Path | None = None) -> None:
+    def __init__(self, floor: float = 0.5, path: Path | None = None,
+                 head_path: Path | None = None, use_head: bool = True) -> None:
         self.floor = floor
+        self.use_head = use_head
         self.path = path
+        self.head_path = head_path
         self._classifier: TaskClassifier | None = None
+        self._head: TaskHead | None = None
 
     @property
     def classifier(self) -> TaskClassifier:
@@ -113,8 +145,15 @@ class TaskProfiler:
             self._classifier = TaskClassifier.load(self.path)
         return self._classifier
 
+    @property
+    def head(self) -> TaskHead:
+        if self._head is None:
+            self._head = TaskHead.load(self.head_path)
+        return self._head
+
     def warm(self) -> threading.Thread:
-        thread = threading.Thread(target=lambda: self.classifier, name="load-task-classifier", daemon=True)
+        thread = threading.Thread(target=lambda: (self.classifier, self.use_head and self.head),
+                                  name="load-task-classifier", daemon=True)
         thread.start()
         return thread
 
@@ -122,5 +161,11 @@ class TaskProfiler:
         if not profile.text.strip():
             profile.task, profile.task_probabilities = FALLBACK, {}
             return
-        profile.task_probabilities = self.classifier.probabilities(profile.text)
+        probabilities = self.classifier.probabilities(profile.text)
+        embedding = profile.embedding
+        if self.use_head and embedding is not None and np.size(embedding) == self.head.dimensions:
+            log_tfidf = np.log(np.clip([probabilities[c] for c in self.classifier.classes], 1e-9, 1.0))
+            refined = self.head.probabilities(embedding, log_tfidf)
+            probabilities = {c: float(p) for c, p in zip(self.head.classes, refined, strict=True)}
+        profile.task_probabilities = probabilities
         profile.task = classify(profile.task_probabilities, self.floor)

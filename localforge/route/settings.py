@@ -71,12 +71,12 @@ class RouterSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     exploration_warmup: int = 0
     # Thompson sampling: each decision draws the candidates' qualities from their posteriors,
     # their spread times this (0 = no posterior draws; ε-greedy alone explores)
-    thompson_scale: float = 1.0
+    thompson_scale: float = 0.2
     confidence_floor: float = 0.0  # evidence (effective outcomes) below which default_model serves
     neighbours: int = 40  # k of the k-NN memory
-    memory_pseudocount: float = 10.0  # weighted neighbours it takes to outweigh the linear estimate
+    memory_pseudocount: float = 30.0  # weighted neighbours it takes to outweigh the linear estimate
     similarity_power: float = 1.0  # >1 sharpens cosine similarities: near neighbours count more
-    ridge: float = 1.0  # the linear bandit's penalty; larger trusts the priors longer
+    ridge: float = 30.0  # the linear bandit's penalty; larger trusts the priors longer
     decay_per_day: float = 0.95  # weight of an outcome one day old, relative to a fresh one
     expected_output_tokens: int = 256
     # prefer a model already in memory over a better one that must be loaded first, when its
