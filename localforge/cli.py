@@ -18,6 +18,7 @@ from localforge.console.client import HOST_HELP
 from localforge.console.client import call as _call
 from localforge.console.progress import size
 from localforge.errors import LocalForgeError
+from localforge.schedule.placement import Pools, processor
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -54,8 +55,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     models = _call(args, "GET", "/api/ps")["models"]
     rows = [["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]]
     for m in models:
-        where = "100% GPU" if m["size_vram"] >= m["size"] > 0 else (
-            "100% CPU" if not m["size_vram"] else f"{100 * m['size_vram'] // m['size']}% GPU")
+        where = processor(Pools(m["size_vram"], max(0, m["size"] - m["size_vram"])))
         rows.append([m["name"], m["digest"][:12], size(m["size"]), where,
                      str(m["context_length"]), m["expires_at"][:19]])
     print(_table(rows))

@@ -123,10 +123,10 @@ def test_a_runner_that_dies_while_idle_gives_its_memory_back(faulty: RunningServ
         process.kill()
     psutil.wait_procs(alive, timeout=10)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and "localforge_memory_used_bytes 0\n" not in httpx.get(
+    while time.monotonic() < deadline and 'localforge_memory_used_bytes{pool="ram"} 0\n' not in httpx.get(
             faulty.url + "/metrics").text:
         time.sleep(0.1)
-    assert "localforge_memory_used_bytes 0\n" in httpx.get(faulty.url + "/metrics").text
+    assert 'localforge_memory_used_bytes{pool="ram"} 0\n' in httpx.get(faulty.url + "/metrics").text
     assert httpx.get(faulty.url + "/api/ps").json()["models"] == []
     assert chat(faulty, "steady").status_code == 200
 

@@ -32,8 +32,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def one_slot(tmp_path_factory: pytest.TempPathFactory, models: Path) -> Iterator[RunningServer]:
-    """A memory budget that holds one tiny model at a time (each takes 4.6 to 6.5 MB)."""
-    server = start_server(tmp_path_factory.mktemp("one-slot"), models, 'ram_budget = "8MB"\n')
+    """A memory budget that holds one tiny model at a time (each takes 2.7 to 3.5 MB)."""
+    server = start_server(tmp_path_factory.mktemp("one-slot"), models, 'ram_budget = "5MB"\n')
     yield server
     stop_server(server)
 
@@ -46,9 +46,9 @@ def roomy(tmp_path_factory: pytest.TempPathFactory, models: Path) -> Iterator[Ru
     stop_server(server)
 
 
-def metric(server: RunningServer, name: str, model: str | None = None) -> float:
+def metric(server: RunningServer, name: str, model: str | None = None, pool: str | None = None) -> float:
     text = httpx.get(server.url + "/metrics").text
-    label = f'{{model="{model}"}}' if model else ""
+    label = f'{{model="{model}"}}' if model else f'{{pool="{pool}"}}' if pool else ""
     m = re.search(rf"^{re.escape(name + label)} (\S+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
 
@@ -62,12 +62,14 @@ def test_one_model_at_a_time_and_the_ps_fields(one_slot: RunningServer) -> None:
     client.generate(model="alpha", prompt="hi", options={"num_predict": 2})
     assert loaded(one_slot) == ["alpha:latest"]
     ps = httpx.get(one_slot.url + "/api/ps").json()["models"][0]
-    assert ps["size"] > 4_000_000 and ps["size_vram"] == 0 and ps["context_length"] == 2048
+    assert ps["size"] > 2_000_000 and ps["size_vram"] == 0 and ps["context_length"] == 2048
     assert ps["expires_at"] > time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
     client.generate(model="beta", prompt="hi", options={"num_predict": 2})
     assert loaded(one_slot) == ["beta:latest"]  # alpha was evicted to make room
     assert metric(one_slot, "localforge_evictions_total", "alpha:latest") == 1
-    assert metric(one_slot, "localforge_memory_used_bytes") <= 8_000_000
+    assert 2_000_000 < metric(one_slot, "localforge_memory_used_bytes", pool="ram") <= 5_000_000
+    assert metric(one_slot, "localforge_memory_budget_bytes", pool="ram") == 5_000_000
+    assert 'localforge_memory_budget_bytes{pool="vram"} 0' in httpx.get(one_slot.url + "/metrics").text
 
 
 def test_load_and_unload_forms(one_slot: RunningServer) -> None:

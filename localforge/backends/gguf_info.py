@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gguf import LlamaFileType
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
 from localforge.errors import BadRequest
 
@@ -27,6 +27,7 @@ class GGUFInfo:
     metadata: dict[str, Any]
     parameter_count: int
     tokens: list[str] = field(default_factory=list, repr=False)
+    tensors: TensorBytes = field(default_factory=lambda: TensorBytes((), 0, 0, 0), repr=False)
 
     def arch_value(self, key: str, default: Any = None) -> Any:
         return self.metadata.get(f"{self.architecture}.{key}", default)
@@ -76,6 +77,39 @@ class GGUFInfo:
             self.metadata.get(f"{self.architecture}.pooling_type"))
 
 
+@dataclass(slots=True, frozen=True)
+class TensorBytes:
+    """The weights' bytes as llama.cpp places them: each repeating block (`blk.N.*`), the input
+    embeddings (always on the CPU) and the output layer (norm and projection). A model with tied
+    embeddings has no projection of its own: on the CPU it reuses the input embeddings
+    (`output_cpu` is the norm alone), on the GPU llama.cpp copies them there (`output`)."""
+
+    layers: tuple[int, ...]
+    input: int
+    output: int
+    output_cpu: int
+
+
+def tensor_nbytes(dims: list[int], ggml_type: int) -> int:
+    block, size = GGML_QUANT_SIZES.get(GGMLQuantizationType(ggml_type), (1, 4))
+    return int(np.prod(dims)) // block * size if dims else 0
+
+
+def group_tensors(sizes: dict[str, int]) -> TensorBytes:
+    layers: dict[int, int] = {}
+    other = 0
+    for name, nbytes in sizes.items():
+        if name.startswith("blk.") and name.split(".")[1].isdigit():
+            index = int(name.split(".")[1])
+            layers[index] = layers.get(index, 0) + nbytes
+        elif not name.startswith(("token_embd", "output")):
+            other += nbytes  # rope factors and the like: small, kept with the input
+    embeddings, norm = sizes.get("token_embd.weight", 0), sizes.get("output_norm.weight", 0)
+    projection = sizes.get("output.weight", 0)
+    return TensorBytes(tuple(layers.get(i, 0) for i in range(max(layers, default=-1) + 1)),
+                       embeddings + other, norm + (projection or embeddings), norm + projection)
+
+
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
             11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
@@ -116,7 +150,7 @@ class _Cursor:
         return self.unpack(_SCALARS[kind])
 
 
-def _parse(path: str) -> tuple[dict[str, Any], int]:
+def _parse(path: str) -> tuple[dict[str, Any], int, TensorBytes]:
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         cursor = _Cursor(buf)
         if cursor.buf[:4] != GGUF_MAGIC:
@@ -131,13 +165,14 @@ def _parse(path: str) -> tuple[dict[str, Any], int]:
             key = cursor.string()
             metadata[key] = cursor.value(cursor.unpack("<I"))
         parameters = 0
+        sizes: dict[str, int] = {}
         for _ in range(n_tensors):
-            cursor.string()
+            name = cursor.string()
             dims = [cursor.unpack("<Q") for _ in range(cursor.unpack("<I"))]
-            cursor.unpack("<I")
+            sizes[name] = tensor_nbytes(dims, cursor.unpack("<I"))
             cursor.unpack("<Q")
             parameters += int(np.prod(dims)) if dims else 0
-        return metadata, parameters
+        return metadata, parameters, group_tensors(sizes)
 
 
 def read(path: Path) -> GGUFInfo:
@@ -149,7 +184,7 @@ def read(path: Path) -> GGUFInfo:
 @lru_cache(maxsize=64)
 def _read_cached(path: str, mtime_ns: int, size: int) -> GGUFInfo:
     try:
-        metadata, parameter_count = _parse(path)
+        metadata, parameter_count, tensors = _parse(path)
     except BadRequest:
         raise
     except (OSError, ValueError, struct.error, UnicodeError) as exc:
@@ -159,7 +194,7 @@ def _read_cached(path: str, mtime_ns: int, size: int) -> GGUFInfo:
         if isinstance(value, list) and len(value) > _MAX_ARRAY:
             metadata[key] = None  # Ollama shows long arrays as null unless verbose
     architecture = str(metadata.get("general.architecture", "unknown"))
-    return GGUFInfo(Path(path), size, architecture, metadata, parameter_count, tokens)
+    return GGUFInfo(Path(path), size, architecture, metadata, parameter_count, tokens, tensors)
 
 
 def is_gguf(path: Path) -> bool:

@@ -26,15 +26,16 @@ import anyio.to_thread
 
 from localforge import names
 from localforge import options as opts
-from localforge.backends import cards, gguf_info, grammar_limits, prompts
+from localforge.backends import cards, gguf_info, gguf_memory, grammar_limits, prompts
 from localforge.backends.base import ModelCard, Residency
 from localforge.config import Settings
 from localforge.errors import BadRequest, LocalForgeError, Unavailable, Unsupported
 from localforge.inference import Delta, Embedding, Event, Final, Inference
 from localforge.runner.client import Runner
-from localforge.runner.protocol import Done, Infer, Load, Piece
+from localforge.runner.protocol import Done, Infer, Load, Piece, on_gpu
 from localforge.runner.safe_models import SafeModels
 from localforge.schedule import budget as memory
+from localforge.schedule.placement import Pools, Shape
 from localforge.store import demo
 from localforge.store.layout import Manifest, ModelStore
 
@@ -53,6 +54,12 @@ class Loaded:
     n_ctx: int
     embedding: bool
     base_rss: int  # the runner's memory before the model: the interpreter and llama.cpp
+    gpu_layers: int  # the n_gpu_layers it was loaded with (-1: all)
+    buffers: dict[str, int]  # what llama.cpp allocated, "kind:device" -> bytes
+
+    @property
+    def gpu_offload(self) -> bool:
+        return self.runner.loaded.result().gpu_offload
 
 
 class LlamaCppBackend:
@@ -106,7 +113,8 @@ class LlamaCppBackend:
         return list(found.values())
 
     # residency
-    def _load_params(self, card: ModelCard, options: dict[str, Any], embedding: bool) -> dict[str, Any]:
+    def _load_params(self, card: ModelCard, options: dict[str, Any], embedding: bool,
+                     gpu_layers: int | None = None) -> dict[str, Any]:
         n_ctx = int(options.get("num_ctx") or card.parameters.get("num_ctx")
                     or self.settings.default_num_ctx)
         n_ctx = max(64, min(n_ctx, card.context_length or n_ctx))
@@ -115,7 +123,7 @@ class LlamaCppBackend:
         params: dict[str, Any] = {
             "model_path": card.source["path"], "n_ctx": n_ctx, "verbose": False,
             "n_batch": n_batch,
-            "n_gpu_layers": int(options.get("num_gpu", -1)),
+            "n_gpu_layers": int(options.get("num_gpu", -1)) if gpu_layers is None else gpu_layers,
             "n_threads": int(options.get("num_thread") or self.settings.n_threads or os.cpu_count() or 2),
             "use_mmap": bool(options.get("use_mmap", True)),
             "use_mlock": bool(options.get("use_mlock", False)),
@@ -156,12 +164,13 @@ class LlamaCppBackend:
                                   f"{CRASH_WINDOW_S / 60:.0f} minutes; it is refused for "
                                   f"{wait:.0f} s more (see the server log for the cause)")
 
-    async def _ensure(self, card: ModelCard, options: dict[str, Any], embedding: bool = False) -> tuple[Loaded, int]:
+    async def _ensure(self, card: ModelCard, options: dict[str, Any], embedding: bool = False,
+                      gpu_layers: int | None = None) -> tuple[Loaded, int]:
         key = self._key(card, options, embedding)
         if key in self._loaded:
             return self._loaded[key], 0
         self._refuse_if_crashing(card)
-        params = self._load_params(card, options, embedding)
+        params = self._load_params(card, options, embedding, gpu_layers)
         if embedding and 256 < params["n_ctx"] < 512 and params["n_batch"] > 256:
             # measured: llama.cpp corrupts its heap embedding with such a context and batch
             raise BadRequest(f"option \"num_ctx\" {params['n_ctx']} cannot be used for embeddings "
@@ -174,8 +183,9 @@ class LlamaCppBackend:
                                     on_exit=lambda r: self._runner_ended(key, r))
         if safe:
             log.info("%s runs in safe mode: llama.cpp's extra buffer types are off", card.name)
-        loaded = Loaded(runner, card, key, params["n_ctx"], embedding,
-                        base_rss=runner.loaded.result().base_rss)
+        answer = runner.loaded.result()
+        loaded = Loaded(runner, card, key, params["n_ctx"], embedding, answer.base_rss,
+                        params["n_gpu_layers"], answer.buffers)
         self._loaded[key] = loaded
         return loaded, time.perf_counter_ns() - started
 
@@ -194,10 +204,12 @@ class LlamaCppBackend:
             log.warning("%s crashed on its first decode; it is restarted in safe mode (llama.cpp's "
                         "extra buffer types off) from now on", runner.label)
 
-    async def load(self, card: ModelCard, options: dict[str, Any], embedding: bool | None = None) -> int:
-        """`embedding` picks the embedding configuration of a chat model (the scheduler asks)."""
+    async def load(self, card: ModelCard, options: dict[str, Any], embedding: bool | None = None,
+                   gpu_layers: int | None = None) -> int:
+        """`embedding` picks the embedding configuration of a chat model, `gpu_layers` how many
+        layers go on the GPU (the scheduler's placement; else the `num_gpu` option, else all)."""
         embedding = "embedding" in card.capabilities if embedding is None else embedding
-        _, load_ns = await self._ensure(card, options, embedding)
+        _, load_ns = await self._ensure(card, options, embedding, gpu_layers)
         return load_ns
 
     async def unload(self, card: ModelCard, options: dict[str, Any] | None = None,
@@ -213,34 +225,33 @@ class LlamaCppBackend:
         """Whether a live runner holds this configuration (the scheduler notices idle crashes)."""
         return self._key(card, options, embedding) in self._loaded
 
-    def measured_bytes(self, card: ModelCard, options: dict[str, Any], embedding: bool = False,
-                       gpu: bool = False) -> int | None:
-        """What loading this configuration took: its runner's GPU memory (NVML) with `gpu`, else
-        its resident memory beyond an empty runner's."""
+    def measured_memory(self, card: ModelCard, options: dict[str, Any],
+                        embedding: bool = False) -> Pools | None:
+        """What loading this configuration took from each pool: its runner's GPU memory (NVML's
+        per-process figure, else the GPU buffers llama.cpp reported) and its resident memory
+        beyond an empty runner's."""
         loaded = self._loaded.get(self._key(card, options, embedding))
         if loaded is None or loaded.runner.pid is None:
             return None
-        if gpu:
-            return memory.gpu_bytes_of(loaded.runner.pid)
         rss = loaded.runner.memory()
-        return None if rss is None else max(0, rss - loaded.base_rss)
+        reported = sum(size for name, size in loaded.buffers.items() if on_gpu(name.split(":", 1)[1]))
+        vram = memory.gpu_bytes_of(loaded.runner.pid) if reported else 0
+        return Pools(vram or reported, 0 if rss is None else max(0, rss - loaded.base_rss))
 
     def footprint(self, card: ModelCard, options: dict[str, Any],
-                  embedding: bool = False) -> tuple[int, int]:
-        """(bytes, context length) a configuration will take once loaded, from GGUF metadata:
-        the weights, an f16 KV cache of its context for each slot, and llama.cpp's compute
-        buffers."""
+                  embedding: bool = False) -> tuple[Shape, int]:
+        """(shape, context length) of a configuration: what each part of it will take once loaded,
+        from the GGUF's tensors and metadata (see backends/gguf_memory.py)."""
         params = self._load_params(card, options, embedding)
         slots = 1 if embedding else self.parallel(card)
-        n_vocab = int(card.model_info.get(f"{card.details.family}.vocab_size") or 32_000)
-        overhead = 4 * 2**20 + 4 * n_vocab * 16 * slots  # graph and logits buffers, measured on CPU
-        return card.size + _kv_cache_bytes(card, params["n_ctx"]) * slots + overhead, params["n_ctx"]
+        return gguf_memory.shape(Path(card.source["path"]), params, slots), params["n_ctx"]
 
     def resident(self) -> list[Residency]:
         out = []
         for loaded in self._loaded.values():
-            size, _ = self.footprint(loaded.card, dict(loaded.key[3]), loaded.embedding)
-            out.append(Residency(name=loaded.card.name, size=size, size_vram=0,
+            shape, _ = self.footprint(loaded.card, dict(loaded.key[3]), loaded.embedding)
+            used = shape.memory(loaded.gpu_layers if loaded.gpu_offload else 0)
+            out.append(Residency(name=loaded.card.name, size=used.total, size_vram=used.vram,
                                  context_length=loaded.n_ctx, expires_at=None))
         return out
 
@@ -360,15 +371,3 @@ def _may_be_tool_call(text: str) -> bool:
     """While tools are offered, hold back an answer that may turn out to be a tool call."""
     head = text.lstrip()
     return not head or "<tool_call>".startswith(head[:11]) or head.startswith(("<tool_call>", "{"))
-
-
-def _kv_cache_bytes(card: ModelCard, n_ctx: int) -> int:
-    """f16 K and V for every layer: 2 x layers x kv_heads x head_dim x context x 2 bytes."""
-    arch = card.details.family
-    info = card.model_info
-    layers = int(info.get(f"{arch}.block_count") or 0)
-    heads = int(info.get(f"{arch}.attention.head_count") or 1)
-    kv_heads = int(info.get(f"{arch}.attention.head_count_kv") or heads)
-    head_dim = int(info.get(f"{arch}.attention.key_length")
-                   or int(info.get(f"{arch}.embedding_length") or 0) // max(heads, 1))
-    return 2 * layers * kv_heads * head_dim * n_ctx * 2

@@ -6,6 +6,13 @@ that holds one model at a time, goes through both policies. By default it runs t
 SmolLM2 again under a second name with num_ctx 8192, which is a different resident configuration
 (another KV cache size). `--simulate` runs the very same policies on a fake clock with the load
 and generation times given, e.g. 30 s loads of 8B models on a gaming PC.
+
+`--simulate --profile gaming-pc` is one consumer GPU: 12 GB of VRAM and 32 GB of RAM, three models
+of 5, 9 and 16 GB whose loads and decoding depend on their placement (layers in RAM decode at
+`placement.CPU_SPEED` of the GPU's speed; copying into VRAM adds time to a load). It compares
+FIFO with every layer on the GPU (LocalForge before two pools: the 16 GB model is refused),
+Ollama's policy (FIFO, evicting until a model fits wholly on the GPU, partial offload only when
+nothing is left to evict) and LocalForge (queues per model, placement by expected time).
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ from typing import Any
 import anyio
 
 from localforge.schedule.core import Core
-from localforge.schedule.policy import POLICIES
-from localforge.schedule.simulate import Arrival, SimModel, simulate
+from localforge.schedule.placement import Pools, Shape, processor
+from localforge.schedule.policy import POLICIES, Fifo, Forge
+from localforge.schedule.simulate import Arrival, Run, SimModel, simulate
 
 GB = 10**9
 
@@ -36,7 +44,7 @@ def make_trace(seed: int, n: int, gap_s: float, models: list[str],
     return trace
 
 
-def summary(waits: list[float], loads: int, total_s: float, n: int) -> dict[str, float]:
+def summary(waits: list[float], loads: int, total_s: float, n: int) -> dict[str, Any]:
     ordered = sorted(waits)
 
     def pct(p: float) -> float:
@@ -44,7 +52,55 @@ def summary(waits: list[float], loads: int, total_s: float, n: int) -> dict[str,
 
     return {"loads": loads, "total_s": round(total_s, 2), "throughput": round(n / total_s, 4),
             "p50_wait_s": round(pct(0.5), 3), "p95_wait_s": round(pct(0.95), 3),
-            "max_wait_s": round(ordered[-1] if ordered else 0.0, 3), "served": len(waits)}
+            "max_wait_s": round(ordered[-1] if ordered else 0.0, 3), "served": len(waits),
+            "requests": n, "refused": n - len(waits)}
+
+
+def layered(name: str, gb: float, layers: int = 40) -> Shape:
+    """A model of `gb` GB of weights and KV cache in `layers` equal layers, its output layer and
+    input embeddings about 2% each, and a compute buffer of 3%."""
+    size = gb * GB
+    return Shape(layers=(int(size * 0.96 / layers),) * layers, output=int(size * 0.02),
+                 output_cpu=int(size * 0.02), host=int(size * 0.02), compute=int(size * 0.03))
+
+
+def gaming_pc(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The three placements policies on one GPU of 12 GB and 32 GB of RAM (see the module)."""
+    sizes = {"qwen2.5:7b": 5.0, "gemma2:9b-q8": 9.0, "qwen2.5:14b-q8": 16.0}
+    # reading from disk at ~1 GB/s, copying into VRAM at ~4 GB/s more
+    models = {n: SimModel(n, layered(n, gb), load_s=gb * args.load_s / 5.5, vram_load_s_per_gb=0.25)
+              for n, gb in sizes.items()}
+    trace = make_trace(args.seed, args.requests, args.gap_s, list(sizes),
+                       (args.service_s * 0.5, args.service_s * 1.5))
+    pools = Pools(12 * GB, 32 * GB)
+    policies: dict[str, Core] = {
+        "fifo": Fifo(pools, partial=False, starvation_s=args.starvation_s),
+        "ollama": Fifo(pools, partial=True, starvation_s=args.starvation_s),
+        "localforge": Forge(pools, starvation_s=args.starvation_s, min_resident_s=args.min_resident_s),
+    }
+    results: dict[str, dict[str, Any]] = {}
+    for name, policy in policies.items():
+        run = simulate(policy, models, trace)
+        results[name] = summary([o.wait_s for o in run.served], run.loads, run.end, len(trace))
+        results[name]["placements"] = _placements(policy, run, models)
+    return results
+
+
+def _placements(policy: Core, run: Run, models: dict[str, SimModel]) -> dict[str, str]:
+    """Each model's loads as `gpu_layers/max (processor)`, e.g. `41/41 (100% GPU) x3`."""
+    out = {}
+    for name, model in models.items():
+        shape = model.footprint if isinstance(model.footprint, Shape) else Shape.flat(model.footprint)
+        loads = run.placements.get(name, [])
+        if not loads:
+            out[name] = "refused" if any(o.error and o.arrival.model == name for o in run.outcomes) else "-"
+            continue
+        counted: dict[int, int] = {}
+        for g in loads:
+            counted[g] = counted.get(g, 0) + 1
+        out[name] = ", ".join(f"{g}/{shape.max_layers} ({processor(shape.memory(g))}) x{n}"
+                              for g, n in sorted(counted.items()))
+    return out
 
 
 def run_simulated(args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -85,7 +141,7 @@ async def _replay(policy: Core, trace: list[Arrival], cache: Path, budget: int) 
         ModelConfig(name=n, path=str(p), num_ctx=o.get("num_ctx")) for n, p, o in specs])
     backend = LlamaCppBackend(settings)
     registry = Registry([backend])
-    scheduler = Scheduler(policy, Budget(budget, "bench", False))
+    scheduler = Scheduler(policy, Budget(Pools(0, budget), "none", "bench"))
     entries = {n: await registry.resolve(n) for n, _, _ in specs}
     waits: list[float] = []
     done: list[float] = []
@@ -131,15 +187,21 @@ def run_real(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     return results
 
 
-def report(results: dict[str, dict[str, float]], starvation_s: float) -> str:
-    keys = ["loads", "total_s", "throughput", "p50_wait_s", "p95_wait_s", "max_wait_s"]
+def report(results: dict[str, dict[str, Any]], starvation_s: float) -> str:
+    keys = ["served", "refused", "loads", "total_s", "throughput", "p50_wait_s", "p95_wait_s",
+            "max_wait_s"]
     lines = [f"{'':<12}" + "".join(f"{k:>12}" for k in keys)]
     for name, row in results.items():
         lines.append(f"{name:<12}" + "".join(f"{row[k]:>12g}" for k in keys))
-    fifo, ours = results["fifo"], results["localforge"]
-    lines.append(f"loads: {fifo['loads'] / max(1, ours['loads']):.2f}x fewer; throughput: "
-                 f"{ours['throughput'] / fifo['throughput']:.2f}x; max wait "
-                 f"{ours['max_wait_s']:.1f} s (bound {starvation_s:g} s)")
+    ours = results["localforge"]
+    for name, row in results.items():
+        if name != "localforge":
+            lines.append(f"against {name}: loads {row['loads'] / max(1, ours['loads']):.2f}x fewer; "
+                         f"throughput {ours['throughput'] / row['throughput']:.2f}x")
+    lines.append(f"localforge's max wait {ours['max_wait_s']:.1f} s (bound {starvation_s:g} s)")
+    for name, row in results.items():
+        for model, where in row.get("placements", {}).items():
+            lines.append(f"  {name:<11} {model:<16} {where}")
     return "\n".join(lines)
 
 
@@ -148,6 +210,8 @@ def add_parser(bench: Any) -> None:
                          description=__doc__)
     p.add_argument("--json", type=Path, help="write the figures here")
     p.add_argument("--simulate", action="store_true", help="fake clock, gaming-PC times")
+    p.add_argument("--profile", choices=["one-pool", "gaming-pc"], default="one-pool",
+                   help="simulated machine: one memory budget (default), or 12 GB VRAM + 32 GB RAM")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--requests", type=int, default=120)
     p.add_argument("--gap-s", type=float, help="mean gap between arrivals (0.3 real, 10 simulated)")
@@ -166,7 +230,10 @@ def main(args: argparse.Namespace) -> int:
     args.gap_s = args.gap_s or (10.0 if sim else 0.3)
     args.budget_gb = args.budget_gb or (8.0 if sim else 0.4)
     args.starvation_s = args.starvation_s or (180.0 if sim else 30.0)
-    results = run_simulated(args) if sim else run_real(args)
+    if args.profile == "gaming-pc" and not sim:
+        raise SystemExit("--profile gaming-pc is a simulation: add --simulate")
+    results = (gaming_pc(args) if args.profile == "gaming-pc" else run_simulated(args)) if sim \
+        else run_real(args)
     print(report(results, args.starvation_s))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 import psutil
 
+from localforge.runner import buffers
 from localforge.runner.engine import Engine, RequestError, gpu_offload
 from localforge.runner.protocol import (
     HEADER,
@@ -162,6 +163,7 @@ def main() -> None:
     if not isinstance(load, Load):
         raise SystemExit("the first message must be Load")
     base_rss = resident_bytes()
+    buffers.listen()
     fault = Fault(os.environ.get("LOCALFORGE_RUNNER_FAULT", ""), str(load.params.get("model_path")),
                   load.safe_mode)
     try:
@@ -169,7 +171,7 @@ def main() -> None:
     except RequestError as exc:
         outbox.send(exc.failed(0))
         return
-    outbox.send(Loaded(worker.n_ctx, worker.load_ns, gpu_offload(), base_rss))
+    outbox.send(Loaded(worker.n_ctx, worker.load_ns, gpu_offload(), base_rss, dict(buffers.allocated)))
     if isinstance(worker, Slots):
         decode_loop(worker, fault, inbox, cancelled, outbox)
     else:

@@ -52,6 +52,7 @@ class Loaded(msgspec.Struct, tag=True):
     load_ns: int
     gpu_offload: bool  # llama.cpp was built with GPU offload
     base_rss: int  # the runner's resident bytes before it loaded the model
+    buffers: dict[str, int] = {}  # llama.cpp's allocations, "kind:device" -> bytes (buffers.py)
 
 
 class Piece(msgspec.Struct, tag=True):
@@ -116,3 +117,9 @@ class Frames:
             bodies.append(bytes(self._buffer[HEADER.size:HEADER.size + size]))
             del self._buffer[:HEADER.size + size]
         return bodies
+
+
+def on_gpu(device: str) -> bool:
+    """Whether a buffer's device (in `Loaded.buffers`) is a GPU's memory (CUDA0, Metal…), not the
+    host's (CPU, CPU_Mapped, CUDA_Host)."""
+    return not device.upper().startswith("CPU") and not device.endswith("_Host")

@@ -1,8 +1,13 @@
-"""How much memory models may take, and what a load really used.
+"""How much memory models may take, in two pools, and what a load really used.
 
-With an NVIDIA GPU (and `nvidia-ml-py` installed) the budget is the free VRAM seen at start-up,
-unless `vram_budget` says otherwise. Without one, models live in RAM: the budget is `ram_budget`,
-else `vram_budget`, else three quarters of the RAM available at start-up.
+VRAM: for each GPU NVML finds (with `nvidia-ml-py` installed), its free memory at start-up, with a
+tenth left for the CUDA context, summed over the GPUs (llama.cpp spreads layers over them);
+`vram_budget` overrides the figure. There is no VRAM pool when llama.cpp was built without GPU
+offload: every layer would run on the CPU whatever the placement, so the start-up says so, with
+the command that installs a CUDA build.
+
+RAM: three quarters of the memory available at start-up (psutil, on Linux, macOS and Windows
+alike), or `ram_budget`.
 """
 
 from __future__ import annotations
@@ -10,10 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from localforge.errors import BadRequest
+from localforge.schedule.placement import Pools
 
 log = logging.getLogger(__name__)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
@@ -34,11 +43,25 @@ def parse_bytes(value: int | float | str | None) -> int | None:
     return int(float(m.group(1)) * _UNITS[unit])
 
 
+CUDA_REINSTALL = ('CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir '
+                  '--no-deps llama-cpp-python')
+
+
 @dataclass(slots=True, frozen=True)
 class Budget:
-    bytes: int
-    source: str  # where the figure came from, for the log and /metrics
-    gpu: bool
+    pools: Pools
+    vram_source: str  # where each figure came from, for the log, /metrics and the dashboard
+    ram_source: str
+    gpus: tuple[str, ...] = ()  # the GPUs NVML found, "NVIDIA GeForce RTX 4070 (12.0 GB)"
+    warning: str = ""  # what stands between the user and their GPU, for the start-up banner
+
+    @property
+    def gpu(self) -> bool:
+        return self.pools.vram > 0
+
+    @property
+    def source(self) -> str:
+        return f"VRAM: {self.vram_source}; RAM: {self.ram_source}" if self.gpu else self.ram_source
 
 
 def _nvml() -> Any | None:
@@ -55,13 +78,26 @@ def _nvml() -> Any | None:
     return pynvml
 
 
+def gpus() -> list[tuple[str, int, int]]:
+    """(name, free bytes, total bytes) of each GPU NVML finds; [] without NVML or a GPU."""
+    nvml = _nvml()
+    if nvml is None:
+        return []
+    found = []
+    for index in range(nvml.nvmlDeviceGetCount()):
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        name = nvml.nvmlDeviceGetName(handle)
+        info = nvml.nvmlDeviceGetMemoryInfo(handle)
+        found.append((name.decode() if isinstance(name, bytes) else str(name), int(info.free), int(info.total)))
+    return found
+
+
 def gpu_used_bytes() -> int | None:
-    """Memory in use on GPU 0 now, or None without NVML."""
+    """Memory in use on all GPUs now, or None without NVML."""
     nvml = _nvml()
     if nvml is None:
         return None
-    handle = nvml.nvmlDeviceGetHandleByIndex(0)
-    return int(nvml.nvmlDeviceGetMemoryInfo(handle).used)
+    return sum(total - free for _, free, total in gpus())
 
 
 def gpu_bytes_of(pid: int) -> int | None:
@@ -87,39 +123,50 @@ def process_rss_bytes() -> int | None:
         return None
 
 
-def _available_ram() -> int:
+def available_ram() -> int:
+    return int(psutil.virtual_memory().available)
+
+
+def llama_gpu_offload() -> bool:
+    """Whether the installed llama.cpp can put layers on a GPU (imports llama-cpp-python: only
+    asked when there is a GPU to use)."""
     try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 8 * 2**30
+        import llama_cpp
+    except ImportError:
+        return False
+    return bool(llama_cpp.llama_supports_gpu_offload())
 
 
-def detect(vram_budget: int | float | str | None, ram_budget: int | float | str | None) -> Budget:
+def detect(vram_budget: int | float | str | None, ram_budget: int | float | str | None,
+           offload: Callable[[], bool] = llama_gpu_offload) -> Budget:
     vram, ram = parse_bytes(vram_budget), parse_bytes(ram_budget)
-    nvml = _nvml()
-    if nvml is not None:
-        if vram is not None:
-            return Budget(vram, "vram_budget", True)
-        info = nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(0))
-        return Budget(int(info.free * 0.9), "nvml", True)  # leave room for the CUDA context
-    if ram is not None:
-        return Budget(ram, "ram_budget", False)
+    found = gpus()
+    names = tuple(f"{name} ({total / 1e9:.1f} GB)" for name, _, total in found)
+    ram_pool, ram_source = (ram, "ram_budget") if ram is not None else (
+        int(available_ram() * 0.75), "available RAM")
+    warning = ""
+    if (found or vram) and not offload():
+        warning = (f"{' and '.join(names) or 'a GPU'} found, but llama.cpp was built without GPU "
+                   f"offload, so models run on the CPU. Install a CUDA build: {CUDA_REINSTALL}")
+        return Budget(Pools(0, ram_pool), "none: llama.cpp has no GPU offload", ram_source, names, warning)
     if vram is not None:
-        return Budget(vram, "vram_budget", False)
-    return Budget(int(_available_ram() * 0.75), "available RAM", False)
+        return Budget(Pools(vram, ram_pool), "vram_budget", ram_source, names)
+    if found:  # leave a tenth for the CUDA context
+        return Budget(Pools(int(sum(free for _, free, _ in found) * 0.9), ram_pool), "nvml",
+                      ram_source, names)
+    return Budget(Pools(0, ram_pool), "no GPU", ram_source)
 
 
-def measured(before: int | None, after: int | None, estimate: int, gpu: bool) -> int | None:
-    """What a load used, if the measurement is plausible. Other work in the process adds noise,
-    so a figure far from the estimate is ignored. In RAM a load may reuse pages an unload freed
-    (the allocator keeps them), so there the measurement may only raise the estimate."""
-    if before is None or after is None:
+def measured(used: Pools | None, estimate: Pools) -> Pools | None:
+    """What a load used from each pool, where the measurement is plausible (a figure far from the
+    estimate is noise, and the estimate stays). RAM is measured as resident pages, and llama.cpp
+    touches its buffers only as prompts grow, so there the measurement may only raise it."""
+    if used is None:
         return None
-    used = after - before
-    if not estimate / 4 <= used <= estimate * 4:
-        return None
-    return used if gpu else max(used, estimate)
+
+    def plausible(got: int, expected: int) -> bool:
+        return expected / 4 <= got <= expected * 4
+
+    vram = used.vram if estimate.vram and plausible(used.vram, estimate.vram) else estimate.vram
+    ram = max(used.ram, estimate.ram) if estimate.ram and plausible(used.ram, estimate.ram) else estimate.ram
+    return Pools(vram, ram)

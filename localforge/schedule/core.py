@@ -7,19 +7,25 @@ against real backends; the benchmark's `--simulate` mode and the property tests 
 against a fake clock. Both drive this very code.
 
 A *configuration* (`Config`) is one model with one set of load options (another `num_ctx` is
-another configuration: another resident copy with another footprint). Two policies share the
-state and differ only in `plan`: `Fifo` is what Ollama does (one global queue in arrival order,
-swapping on demand), `Forge` is LocalForge's (see policy.py).
+another configuration: another resident copy with another footprint). Memory is two pools, VRAM
+and RAM (`placement.Pools`; VRAM is 0 without a GPU): each load gets a placement, how many of its
+layers go on the GPU (`placement.place`), and reserves what that placement takes from each pool.
+Two policies share the state and differ only in `plan`: `Fifo` is what Ollama does (one global
+queue in arrival order, swapping on demand), `Forge` is LocalForge's (see policy.py).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from localforge.errors import ServerBusy, Unavailable
+from localforge.schedule.placement import CPU_SPEED, Pools, Shape, place
+
+NOTHING = Pools(0, 0)
 
 QUEUE_FULL = "server busy, please try again.  maximum pending requests exceeded"
 State = Literal["absent", "loading", "ready", "unloading"]
@@ -42,10 +48,16 @@ class Config:
 
     key: str
     model: str  # the model's canonical name
-    footprint: int  # bytes it takes when resident: the estimate, then what loading measured
+    shape: Shape  # what each part takes: the estimate, corrected by what loading measured
     load_s: float  # expected seconds to load: the estimate, then the measured time
-    service_s: float = 1.0  # expected seconds per request, learned as requests finish
+    service_s: float = 1.0  # expected seconds per request with every layer on the GPU, learned
     parallel: int = 1  # requests it serves at once (a runner's slots)
+    wanted_layers: int | None = None  # the user's `num_gpu`, which placement must follow
+    gpu_layers: int = 0  # its placement: the load's under way or done, else the best it could get
+    reserved: Pools = NOTHING  # what it holds while resident: the estimate, then the measured
+    cpu_speed: float = CPU_SPEED
+    last_arrival: float | None = None
+    mean_gap_s: float = math.inf  # between its requests' arrivals, smoothed: its demand
     queue: deque[Ticket] = field(default_factory=deque)
     state: State = "absent"
     in_flight: int = 0
@@ -58,6 +70,19 @@ class Config:
     @property
     def holds_memory(self) -> bool:
         return self.state != "absent"
+
+    @property
+    def footprint(self) -> int:
+        """Bytes it takes (in both pools) while resident, or would at its placement."""
+        return (self.reserved if self.holds_memory else self.shape.memory(self.gpu_layers)).total
+
+    def service_at(self, gpu_layers: int) -> float:
+        """Expected seconds per request with this placement (partial offload decodes slower)."""
+        return self.service_s * self.shape.slowdown(gpu_layers, self.cpu_speed)
+
+    @property
+    def expected_service_s(self) -> float:
+        return self.service_at(self.gpu_layers)
 
     @property
     def idle(self) -> bool:
@@ -73,6 +98,7 @@ class Start:
 @dataclass(slots=True, frozen=True)
 class Load:
     key: str
+    gpu_layers: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -89,10 +115,13 @@ class Core:
 
     name = "core"
 
-    def __init__(self, budget: int, *, parallel: int = 1, max_queue: int = 512,
+    def __init__(self, budget: int | Pools, *, parallel: int = 1, max_queue: int = 512,
                  default_keep_alive_s: float = 300.0, starvation_s: float = 30.0,
-                 min_resident_s: float = 5.0) -> None:
-        self.budget = budget
+                 min_resident_s: float = 5.0, partial: bool = True,
+                 cpu_speed: float = CPU_SPEED) -> None:
+        self.pools = budget if isinstance(budget, Pools) else Pools(0, budget)
+        self.partial = partial  # partial offload allowed (else every layer on the GPU, or refused)
+        self.cpu_speed = cpu_speed
         self.parallel = max(1, parallel)
         self.max_queue = max_queue
         self.default_keep_alive_s = default_keep_alive_s
@@ -103,8 +132,34 @@ class Core:
 
     # what the policy and its readers can see
     @property
-    def used(self) -> int:
-        return sum(c.footprint for c in self.configs.values() if c.holds_memory)
+    def gpu(self) -> bool:
+        return self.pools.vram > 0
+
+    @property
+    def budget(self) -> int:
+        return self.pools.total
+
+    @property
+    def used(self) -> Pools:
+        total = NOTHING
+        for config in self.configs.values():
+            if config.holds_memory:
+                total = total + config.reserved
+        return total
+
+    def free(self, *, counting_unloads: bool = False) -> Pools:
+        """Memory no configuration holds; with `counting_unloads`, also what unloads under way
+        will give back."""
+        free = self.pools - self.used
+        if counting_unloads:
+            for config in self.configs.values():
+                if config.state == "unloading":
+                    free = free + config.reserved
+        return free
+
+    def placement(self, config: Config, free: Pools) -> int | None:
+        """The layers on the GPU that `free` allows this configuration, or None if it cannot fit."""
+        return place(config.shape, free, config.wanted_layers, gpu=self.gpu, partial=self.partial)
 
     @property
     def queued(self) -> int:
@@ -117,33 +172,54 @@ class Core:
         return config.queue[0].arrived if config.queue else math.inf
 
     # events
-    def register(self, key: str, model: str, footprint: int, load_s: float,
-                 parallel: int | None = None) -> Config:
-        """Make a configuration known (or refresh its estimates while it is not resident);
-        `parallel` defaults to the policy's."""
+    def register(self, key: str, model: str, size: int | Shape, load_s: float,
+                 parallel: int | None = None, wanted_layers: int | None = None) -> Config:
+        """Make a configuration known (or refresh its estimates while it is not resident).
+        `size` is bytes (all in RAM) or a `Shape` to place; `parallel` defaults to the policy's;
+        `wanted_layers` is the user's `num_gpu`."""
+        shape = size if isinstance(size, Shape) else Shape.flat(size)
         config = self.configs.get(key)
         if config is None:
-            config = self.configs[key] = Config(key, model, footprint, load_s,
+            config = self.configs[key] = Config(key, model, shape, load_s,
                                                 keep_alive_s=self.default_keep_alive_s,
-                                                parallel=max(1, parallel or self.parallel))
+                                                parallel=max(1, parallel or self.parallel),
+                                                wanted_layers=wanted_layers, cpu_speed=self.cpu_speed)
         elif config.state == "absent" and config.loads == 0:
-            config.footprint, config.load_s = footprint, load_s
+            config.shape, config.load_s = shape, load_s
+        if config.state == "absent":
+            config.gpu_layers = self.placement(config, self.pools) or 0
         return config
 
     def submit(self, ticket: Ticket) -> None:
         """Queue a request; ServerBusy when the queue is full, Unavailable when it can never fit."""
         config = self.configs[ticket.key]
-        if config.footprint > self.budget:
-            raise Unavailable(f"model '{config.model}' needs {config.footprint} bytes but the "
-                              f"memory budget is {self.budget} bytes")
+        if self.placement(config, self.pools) is None:
+            raise Unavailable(self._never_fits(config))
         if self.queued >= self.max_queue:
             raise ServerBusy(QUEUE_FULL, retry_after=self.retry_after())
         config.queue.append(ticket)
         self._tickets[ticket.id] = ticket
+        if config.last_arrival is not None:
+            gap = max(0.0, ticket.arrived - config.last_arrival)
+            config.mean_gap_s = gap if config.mean_gap_s == math.inf else 0.8 * config.mean_gap_s + 0.2 * gap
+        config.last_arrival = ticket.arrived
+
+    def _never_fits(self, config: Config) -> str:
+        if not self.gpu:
+            return (f"model '{config.model}' needs {config.shape.total} bytes but the memory "
+                    f"budget is {self.pools.ram} bytes")
+        g = config.shape.clamp(config.shape.max_layers if config.wanted_layers is None
+                               else config.wanted_layers)
+        need = config.shape.memory(g)
+        how = (f"with num_gpu {config.wanted_layers}" if config.wanted_layers is not None else
+               "with every layer on the GPU" if not self.partial else "at best")
+        return (f"model '{config.model}' {how} needs {need.vram} bytes of VRAM and {need.ram} "
+                f"bytes of RAM, but the budget is {self.pools.vram} bytes of VRAM and "
+                f"{self.pools.ram} bytes of RAM")
 
     def retry_after(self) -> int:
         """Seconds a refused client should wait: roughly how long the queue takes to drain."""
-        work = sum(len(c.queue) * c.service_s / c.parallel for c in self.configs.values())
+        work = sum(len(c.queue) * c.expected_service_s / c.parallel for c in self.configs.values())
         return max(1, min(60, math.ceil(work / max(1, len(self.configs)))))
 
     def cancel(self, ticket_id: int) -> bool:
@@ -162,7 +238,9 @@ class Core:
         config.in_flight -= 1
         config.last_used = now
         served = now - (ticket.started if ticket.started is not None else now)
-        config.service_s = 0.7 * config.service_s + 0.3 * served
+        # learned as if on the GPU: a measured request at a partial placement corrects the model
+        full_gpu = served / config.shape.slowdown(config.gpu_layers, self.cpu_speed)
+        config.service_s = 0.7 * config.service_s + 0.3 * full_gpu
         config.keep_alive_s = (self.default_keep_alive_s if ticket.keep_alive_s is None
                                else ticket.keep_alive_s)
         if config.in_flight == 0:
@@ -175,13 +253,18 @@ class Core:
                     self.expire(sibling.key, now)
         return served
 
-    def loaded(self, key: str, now: float, measured_bytes: int | None, load_s: float) -> None:
+    def loaded(self, key: str, now: float, measured: Pools | None, load_s: float) -> None:
+        """The load is done; `measured` (what it took from each pool, if known) replaces the
+        estimate it reserved and corrects the shape for the configuration's later loads."""
         config = self.configs[key]
         config.state, config.loaded_at, config.last_used = "ready", now, now
         config.load_s, config.loads = load_s, config.loads + 1
         config.expires_at = now + config.keep_alive_s
-        if measured_bytes:
-            config.footprint = measured_bytes
+        if measured is not None and measured.total:
+            estimate = config.reserved
+            config.shape = config.shape.scaled(measured.vram / estimate.vram if estimate.vram else 0.0,
+                                               measured.ram / estimate.ram if estimate.ram else 1.0)
+            config.reserved = measured
 
     def load_failed(self, key: str) -> list[int]:
         """The load failed: forget the reservation and fail everything queued for it."""
@@ -245,13 +328,27 @@ class Core:
         config.expires_at = math.inf
         return Start(config.key, tuple(taken))
 
-    def begin_load(self, config: Config) -> Load:
-        config.state = "loading"
-        return Load(config.key)
+    def begin_load(self, config: Config, gpu_layers: int) -> Load:
+        config.state, config.gpu_layers = "loading", gpu_layers
+        config.reserved = config.shape.memory(gpu_layers)
+        return Load(config.key, gpu_layers)
 
     def begin_unload(self, config: Config) -> Unload:
         config.state = "unloading"
         return Unload(config.key, "evict")
 
-    def fits(self, config: Config) -> bool:
-        return self.used + config.footprint <= self.budget
+    def evictions(self, target: Config, candidates: list[Config],
+                  enough: Callable[[int], bool]) -> list[Config] | None:
+        """The shortest prefix of `candidates` whose memory, with what is free and what unloads
+        will give back, gives `target` a placement that is `enough`; None if none does."""
+        free = self.free(counting_unloads=True)
+        for count in range(len(candidates) + 1):
+            if count:
+                free = free + candidates[count - 1].reserved
+            g = self.placement(target, free)
+            if g is not None and enough(g):
+                return candidates[:count]
+        return None
+
+    def loading(self) -> bool:
+        return any(c.state == "loading" for c in self.configs.values())

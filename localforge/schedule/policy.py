@@ -3,7 +3,9 @@
 `Fifo` serves one global queue in arrival order: the oldest request's model is loaded on demand
 (evicting the least recently used idle model), and that request blocks everyone behind it, as
 Ollama's single `processPending` loop does. Two clients on two models that do not fit together
-make it reload on almost every request.
+make it reload on almost every request. With partial offload it places as Ollama does: it evicts
+idle models until the new one fits wholly on the GPU, and offloads it partly only when nothing
+else is left to evict.
 
 `Forge` keeps serving a resident model while it has queued work (in batches of `parallel`) and
 swaps only when that model has nothing left to do, or when a waiting request would otherwise
@@ -18,6 +20,11 @@ An idle resident model is not evicted the instant another model has work: it lin
 `load_s / waiting` seconds (ski rental: wait as long as a reload would cost the waiting requests),
 because a client that sends requests back to back leaves its queue empty for a moment between
 them.
+
+Placement is chosen by expected time. Loading a model beside the others with only the layers that
+fit on the GPU costs its work the slowdown of partial offload; evicting idle models first gives it
+more layers but costs each of them a reload. `Forge` weighs every prefix of the eviction order
+(least recently used first) and takes the cheapest: `Σ victims' load_s + work × slowdown(g)`.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import math
 
 from localforge.schedule.core import Action, Config, Core
 
+HORIZON_S = 600.0  # how far ahead a placement's slowdown is counted
 SAFETY = 1.25  # estimates are means; aim the starvation trigger early by this factor
 
 
@@ -44,22 +52,23 @@ class Fifo(Core):
                 if started:
                     actions.append(started)
                 continue
-            if head.state == "absent" and not any(c.state == "loading" for c in self.configs.values()):
+            if head.state == "absent" and not self.loading():
                 actions += self._bring_in(head)
             return actions
 
     def _bring_in(self, head: Config) -> list[Action]:
-        if self.fits(head):
-            return [self.begin_load(head)]
-        freeing = sum(c.footprint for c in self.configs.values() if c.state == "unloading")
-        need = self.used - freeing + head.footprint - self.budget
-        actions: list[Action] = []
-        for victim in sorted((c for c in self.configs.values() if c.idle), key=lambda c: c.last_used):
-            if need <= 0:
-                break
-            actions.append(self.begin_unload(victim))
-            need -= victim.footprint
-        return actions
+        others = [c for c in self.configs.values() if c.holds_memory and c is not head]
+        g = self.placement(head, self.free())
+        whole = head.shape.max_layers if self.gpu else 0
+        if g is not None and (g == whole or not others):
+            return [self.begin_load(head, g)]
+        if any(c.state == "unloading" for c in others):
+            return []  # wait for the memory on its way back
+        idle = sorted((c for c in others if c.idle), key=lambda c: c.last_used)
+        if g is not None and not idle:
+            return [self.begin_load(head, g)]  # partly: the busy models keep their memory
+        victims = self.evictions(head, idle, lambda layers: layers == whole)
+        return [self.begin_unload(v) for v in (idle if victims is None else victims)]
 
 
 class Forge(Core):
@@ -68,17 +77,16 @@ class Forge(Core):
     def plan(self, now: float) -> list[Action]:
         actions: list[Action] = []
         draining: set[str] = set()
-        if not any(c.state == "loading" for c in self.configs.values()):
+        if not self.loading():
             target, urgent = self._target(now)
             if target is not None:
-                if self.fits(target):
-                    actions.append(self.begin_load(target))
-                else:
-                    victims = self._victims(target, now, urgent)
-                    if victims and all(v.in_flight == 0 for v in victims):
-                        actions += [self.begin_unload(v) for v in victims]
-                    elif victims:
-                        draining = {v.key for v in victims}
+                victims, g = self._bring_in(target, now, urgent)
+                if g is not None:
+                    actions.append(self.begin_load(target, g))
+                elif victims and all(v.in_flight == 0 for v in victims):
+                    actions += [self.begin_unload(v) for v in victims]
+                elif victims:
+                    draining = {v.key for v in victims}
         for config in sorted(self.configs.values(), key=self.waiting_since):
             if config.state == "ready" and config.queue and config.key not in draining:
                 started = self.start(config, now)
@@ -93,7 +101,7 @@ class Forge(Core):
 
     def _occupancy(self, config: Config, now: float) -> float:
         """How long a configuration keeps the GPU once its head request has started."""
-        held = config.service_s
+        held = config.expected_service_s
         if len(config.queue) > config.parallel:
             held = max(held, self.resident_floor(config))
         return held
@@ -112,7 +120,7 @@ class Forge(Core):
             if config.state == "loading":
                 drain = max(drain, config.load_s)
             for ticket in self._started(config):
-                drain = max(drain, (ticket.started or now) + config.service_s - now)
+                drain = max(drain, (ticket.started or now) + config.expected_service_s - now)
             if config.queue and config.state == "ready":
                 drain = max(drain, config.loaded_at + self.resident_floor(config) - now)
         return max(0.0, drain)
@@ -156,28 +164,48 @@ class Forge(Core):
         # exactly that moment, `now - last_used` can come out a hair short and the swap never happens
         return now + 1e-9 >= config.last_used + linger
 
-    def _victims(self, target: Config, now: float, urgent: bool) -> list[Config]:
-        """Resident models to evict so `target` fits (least recently used first), or []."""
-        freeing = sum(c.footprint for c in self.configs.values() if c.state == "unloading")
-        need = self.used - freeing + target.footprint - self.budget
-        if need <= 0:
-            return []  # the memory is already on its way back
+    def _bring_in(self, target: Config, now: float, urgent: bool) -> tuple[list[Config], int | None]:
+        """(models to evict, None) or ([], the placement to load `target` with now), by expected
+        time; ([], None) to wait."""
+        candidates = self._candidates(target, now, urgent)
+        free = self.free(counting_unloads=True)
+        best: tuple[float, int, int] | None = None  # (expected seconds, victims, layers)
+        for count in range(len(candidates) + 1):
+            if count:
+                free = free + candidates[count - 1].reserved
+            g = self.placement(target, free)
+            if g is None:
+                continue
+            cost = (sum(c.load_s for c in candidates[:count])
+                    + self._work(target) * target.shape.slowdown(g, self.cpu_speed))
+            if best is None or cost < best[0] - 1e-9:
+                best = (cost, count, g)
+        if best is None:
+            return [], None
+        _, count, g = best
+        if count:
+            return candidates[:count], None
+        if self.placement(target, self.free()) != g:
+            return [], None  # the memory for this placement is on its way back
+        return [], g
+
+    def _work(self, target: Config) -> float:
+        """Seconds of generation a load of `target` is expected to serve (at full GPU speed): its
+        queue, and the requests its demand brings while it stays (a keep-alive's worth)."""
+        coming = min(self.default_keep_alive_s, HORIZON_S) / max(target.mean_gap_s, 1e-3)
+        return target.service_s * (len(target.queue) + max(1.0, coming))
+
+    def _candidates(self, target: Config, now: float, urgent: bool) -> list[Config]:
+        """Resident models that may be evicted for `target`, in the order to evict them: least
+        recently used first; only idle ones past their linger time unless the bound is at stake."""
         ready = [c for c in self.configs.values() if c.state == "ready" and c is not target]
         if urgent:
             protected = {c.key for c in ready
                          if c.queue and now - c.loaded_at < self.resident_floor(c)}
-            order = sorted((c for c in ready if c.key not in protected),
-                           key=lambda c: (bool(c.queue), c.in_flight > 0, c.last_used))
-        else:
-            order = sorted((c for c in ready if c.idle and not c.queue
-                            and self._releasable(c, target, now)), key=lambda c: c.last_used)
-        victims: list[Config] = []
-        for config in order:
-            if need <= 0:
-                break
-            victims.append(config)
-            need -= config.footprint
-        return victims if need <= 0 else []
+            return sorted((c for c in ready if c.key not in protected),
+                          key=lambda c: (bool(c.queue), c.in_flight > 0, c.last_used))
+        return sorted((c for c in ready if c.idle and not c.queue and self._releasable(c, target, now)),
+                      key=lambda c: c.last_used)
 
     def wake_times(self, now: float) -> list[float]:
         times = super().wake_times(now)

@@ -40,6 +40,7 @@ from localforge.route.registry import Entry
 from localforge.schedule import budget as memory
 from localforge.schedule.core import Config, Core, Load, Start, Ticket, Unload
 from localforge.schedule.meter import Meter
+from localforge.schedule.placement import Pools, Shape, processor
 from localforge.schedule.policy import POLICIES
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Occupant:
     model: str
     state: str  # loading | ready | unloading | absent (waiting to be loaded)
     footprint: int
+    vram: int  # the part of the footprint on the GPU
     in_flight: int
     queued: int
     parallel: int
@@ -95,9 +97,12 @@ class Scheduler:
     @classmethod
     def from_settings(cls, settings: Settings) -> Scheduler:
         found = memory.detect(settings.vram_budget, settings.ram_budget)
-        log.info("memory budget %.2f GB (%s)", found.bytes / 1e9, found.source)
+        if found.warning:
+            log.warning("%s", found.warning)
+        log.info("memory budget: %.2f GB of VRAM (%s), %.2f GB of RAM (%s)", found.pools.vram / 1e9,
+                 found.vram_source, found.pools.ram / 1e9, found.ram_source)
         policy = POLICIES[settings.schedule_policy](
-            found.bytes, parallel=settings.parallel, max_queue=settings.max_queue,
+            found.pools, parallel=settings.parallel, max_queue=settings.max_queue,
             default_keep_alive_s=settings.default_keep_alive_s,
             starvation_s=settings.starvation_s, min_resident_s=settings.min_resident_s)
         return cls(policy, found)
@@ -111,12 +116,19 @@ class Scheduler:
         parts = [card.name.lower(), *(["embed"] if embedding else [])]
         return " ".join(parts + [f"{k}={v}" for k, v in load_key(resolved)])
 
-    def _footprint(self, entry: Entry, options: dict[str, Any], embedding: bool) -> tuple[int, int]:
+    def _footprint(self, entry: Entry, options: dict[str, Any],
+                   embedding: bool) -> tuple[int | Shape, int]:
         estimate = getattr(entry.backend, "footprint", None)
         if callable(estimate):
             size, context = estimate(entry.card, options, embedding)
-            return int(size), int(context)
+            return (size if isinstance(size, Shape) else int(size)), int(context)
         return entry.card.size, entry.card.context_length
+
+    @staticmethod
+    def _wanted_layers(options: dict[str, Any]) -> int | None:
+        """The user's `num_gpu` (layers on the GPU), which wins over placement; -1 is automatic."""
+        value = options.get("num_gpu")
+        return None if value is None or int(value) < 0 else int(value)
 
     @staticmethod
     def _parallel(entry: Entry) -> int | None:
@@ -154,7 +166,7 @@ class Scheduler:
         key = self.key(entry.card, options, embedding, context)
         self._placements[key] = Placement(entry, dict(options), embedding, context)
         self.policy.register(key, entry.card.name, size, self.expected_load_s(entry.card) or 0.5,
-                             self._parallel(entry))
+                             self._parallel(entry), self._wanted_layers(options))
         ticket = Ticket(next(self._ids), key, self.clock(), keep_alive_s)
         try:
             self.policy.submit(ticket)
@@ -253,17 +265,20 @@ class Scheduler:
                     if event is not None:
                         event.set()
             elif isinstance(action, Load):
-                tg.start_soon(self._load, action.key)
+                tg.start_soon(self._load, action.key, action.gpu_layers)
             elif isinstance(action, Unload):
                 tg.start_soon(self._unload, action.key, action.reason)
 
-    async def _load(self, key: str) -> None:
+    async def _load(self, key: str, gpu_layers: int) -> None:
         place = self._placements[key]
         config = self.policy.config(key)
         before = self._memory_now()
         started = time.perf_counter_ns()
         try:
-            if callable(getattr(place.entry.backend, "footprint", None)):
+            if config.shape.layers:  # a model with layers to place: the placement goes with it
+                await place.entry.backend.load(place.entry.card, place.options,  # type: ignore[call-arg]
+                                               embedding=place.embedding, gpu_layers=gpu_layers)
+            elif callable(getattr(place.entry.backend, "footprint", None)):
                 await place.entry.backend.load(place.entry.card, place.options,
                                                embedding=place.embedding)  # type: ignore[call-arg]
             else:
@@ -279,24 +294,29 @@ class Scheduler:
             self._wake()
             return
         elapsed = time.perf_counter_ns() - started
-        size = memory.measured(*self._load_memory(place, before), config.footprint, self.budget.gpu)
-        self.policy.loaded(key, self.clock(), size, elapsed / 1e9)
+        used = memory.measured(self._load_memory(place, before), config.reserved)
+        self.policy.loaded(key, self.clock(), used, elapsed / 1e9)
         self._fresh[key] = elapsed
         self.meter.loads[config.model] += 1
         self.meter.load_seconds[config.model] += elapsed / 1e9
-        log.info("loaded %s in %.2f s (%s bytes)", key, elapsed / 1e9, size or config.footprint)
+        log.info("loaded %s in %.2f s: %s (%d bytes of VRAM, %d of RAM)", key, elapsed / 1e9,
+                 processor(config.reserved), config.reserved.vram, config.reserved.ram)
         self._wake()
 
-    def _load_memory(self, place: Placement, before: int | None) -> tuple[int | None, int | None]:
-        """(before, after) of what the load used: the backend's own figure when it measures one
-        (a runner's memory), else this process's or the GPU's memory around the load."""
-        runner_bytes = getattr(place.entry.backend, "measured_bytes", None)
-        if callable(runner_bytes):
-            return 0, runner_bytes(place.entry.card, place.options, place.embedding, gpu=self.budget.gpu)
-        return before, self._memory_now()
+    def _load_memory(self, place: Placement, before: Pools | None) -> Pools | None:
+        """What the load used from each pool: the backend's own figure when it measures one (a
+        runner's memory), else this process's and the GPUs' memory around the load."""
+        runner_memory = getattr(place.entry.backend, "measured_memory", None)
+        if callable(runner_memory):
+            found = runner_memory(place.entry.card, place.options, place.embedding)
+            return found if isinstance(found, Pools) else None
+        after = self._memory_now()
+        return None if before is None or after is None else after - before
 
-    def _memory_now(self) -> int | None:
-        return memory.gpu_used_bytes() if self.budget.gpu else memory.process_rss_bytes()
+    def _memory_now(self) -> Pools | None:
+        ram = memory.process_rss_bytes()
+        vram = memory.gpu_used_bytes() if self.budget.gpu else 0
+        return None if ram is None or vram is None else Pools(vram, ram)
 
     async def _unload(self, key: str, reason: str) -> None:
         place = self._placements[key]
@@ -324,7 +344,8 @@ class Scheduler:
             if c.state == "absent" and not c.queue:
                 continue
             in_use = bool(c.in_flight or c.queue) or c.expires_at == math.inf
-            out.append(Occupant(c.key, c.model, c.state, c.footprint, c.in_flight, len(c.queue),
+            out.append(Occupant(c.key, c.model, c.state, c.footprint,
+                                c.reserved.vram if c.holds_memory else 0, c.in_flight, len(c.queue),
                                 c.parallel, _expires_in_s(c, now), in_use))
         return sorted(out, key=lambda o: (-o.footprint, o.key))
 
@@ -337,8 +358,8 @@ class Scheduler:
         config = (match or configs or [None])[0]
         if config is None:
             return residency
-        residency.size = config.footprint
-        residency.size_vram = config.footprint if self.budget.gpu else 0
+        residency.size = config.reserved.total
+        residency.size_vram = config.reserved.vram
         remaining = _expires_in_s(config, self.clock())
         residency.expires_at = None if remaining is None else datetime.now(UTC) + timedelta(seconds=remaining)
         return residency

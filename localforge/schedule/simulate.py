@@ -14,20 +14,27 @@ from typing import Any
 
 from localforge.errors import LocalForgeError
 from localforge.schedule.core import Core, Load, Start, Ticket, Unload
+from localforge.schedule.placement import Shape
 
 
 @dataclass(slots=True, frozen=True)
 class SimModel:
     name: str
-    footprint: int  # bytes
-    load_s: float
+    footprint: int | Shape  # bytes (all in RAM), or the parts a placement splits
+    load_s: float  # seconds to read it into RAM
+    vram_load_s_per_gb: float = 0.0  # and to copy each GB of its placement into VRAM
+
+    def load_s_at(self, gpu_layers: int) -> float:
+        if isinstance(self.footprint, int):
+            return self.load_s
+        return self.load_s + self.footprint.memory(gpu_layers).vram / 1e9 * self.vram_load_s_per_gb
 
 
 @dataclass(slots=True, frozen=True)
 class Arrival:
     at: float
     model: str
-    service_s: float
+    service_s: float  # with every layer on the GPU: a partial placement takes longer
     keep_alive_s: float | None = None
 
 
@@ -49,6 +56,7 @@ class Run:
     loads: int = 0
     evictions: int = 0
     peak_bytes: int = 0
+    placements: dict[str, list[int]] = field(default_factory=dict)  # model -> gpu_layers of each load
     end: float = 0.0
     log: list[tuple[float, str, str]] = field(default_factory=list)
 
@@ -76,28 +84,32 @@ def simulate(policy: Core, models: dict[str, SimModel], trace: list[Arrival],
         now = max(now, when)
         while events and events[0][0] <= now:
             _, _, kind, data = heapq.heappop(events)
-            _apply(policy, run, kind, data, now)
+            _apply(policy, models, run, kind, data, now)
         for action in policy.decide(now):
             if isinstance(action, Start):
+                config = policy.config(action.key)
                 for ticket_id in action.tickets:
                     outcome = run.outcomes[ticket_id]
                     outcome.started = now
-                    heapq.heappush(events, (now + outcome.arrival.service_s, next(seq),
+                    slowdown = config.shape.slowdown(config.gpu_layers, policy.cpu_speed)
+                    heapq.heappush(events, (now + outcome.arrival.service_s * slowdown, next(seq),
                                             "finish", ticket_id))
             elif isinstance(action, Load):
                 run.loads += 1
-                heapq.heappush(events, (now + models[action.key].load_s, next(seq), "loaded",
-                                        action.key))
+                run.placements.setdefault(action.key, []).append(action.gpu_layers)
+                heapq.heappush(events, (now + models[action.key].load_s_at(action.gpu_layers),
+                                        next(seq), "loaded", (action.key, action.gpu_layers)))
             elif isinstance(action, Unload):
                 run.evictions += action.reason == "evict"
                 heapq.heappush(events, (now + unload_s, next(seq), "unloaded", action.key))
             run.log.append((now, type(action).__name__, action.key))
-        run.peak_bytes = max(run.peak_bytes, policy.used)
+        run.peak_bytes = max(run.peak_bytes, policy.used.total)
     run.end = now
     return run
 
 
-def _apply(policy: Core, run: Run, kind: str, data: Any, now: float) -> None:
+def _apply(policy: Core, models: dict[str, SimModel], run: Run, kind: str, data: Any,
+           now: float) -> None:
     if kind == "arrive":
         arrival = run.outcomes[data].arrival
         try:
@@ -108,7 +120,7 @@ def _apply(policy: Core, run: Run, kind: str, data: Any, now: float) -> None:
         policy.finish(data, now)
         run.outcomes[data].finished = now
     elif kind == "loaded":
-        config = policy.config(data)
-        policy.loaded(data, now, None, config.load_s)
+        key, gpu_layers = data
+        policy.loaded(key, now, None, models[key].load_s_at(gpu_layers))
     elif kind == "unloaded":
         policy.unloaded(data)

@@ -8,6 +8,7 @@ from litestar import get
 from litestar.response import Response
 
 from localforge.schedule.meter import Histogram
+from localforge.schedule.placement import Pools
 from localforge.schedule.scheduler import Scheduler
 from localforge.server.services import Services
 
@@ -26,6 +27,10 @@ def _family(name: str, kind: str, text: str, samples: Iterable[tuple[str, float]
 
 def _by_model(values: dict[str, float] | dict[str, int]) -> list[tuple[str, float]]:
     return [(f'{{model="{_label(m)}"}}', float(v)) for m, v in sorted(values.items())]
+
+
+def _by_pool(pools: Pools) -> list[tuple[str, float]]:
+    return [('{pool="vram"}', float(pools.vram)), ('{pool="ram"}', float(pools.ram))]
 
 
 def _histogram(name: str, text: str, histograms: dict[str, Histogram]) -> list[str]:
@@ -52,10 +57,10 @@ def render(scheduler: Scheduler) -> str:
                  _by_model(depth)),
         *_family("localforge_model_resident", "gauge", "Resident configurations of each model.",
                  _by_model(resident)),
-        *_family("localforge_memory_budget_bytes", "gauge", "Memory models may take.",
-                 [("", float(policy.budget))]),
-        *_family("localforge_memory_used_bytes", "gauge", "Memory resident models take.",
-                 [("", float(policy.used))]),
+        *_family("localforge_memory_budget_bytes", "gauge", "Memory models may take, by pool.",
+                 _by_pool(policy.pools)),
+        *_family("localforge_memory_used_bytes", "gauge", "Memory resident models take, by pool.",
+                 _by_pool(policy.used)),
         *_family("localforge_loads_total", "counter", "Model loads.", _by_model(meter.loads)),
         *_family("localforge_load_seconds_total", "counter", "Seconds spent loading models.",
                  _by_model(meter.load_seconds)),

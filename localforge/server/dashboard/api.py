@@ -48,7 +48,7 @@ def now(services: Services) -> wire.Now:
     scheduler = services.scheduler
     occupants = [wire.Occupant(o.model, o.key, o.state, o.footprint, o.in_flight, o.queued, o.parallel,
                                o.expires_in_s, o.in_use) for o in scheduler.occupants()]
-    return wire.Now(budget_bytes=scheduler.policy.budget, used_bytes=scheduler.policy.used,
+    return wire.Now(budget_bytes=scheduler.policy.budget, used_bytes=scheduler.policy.used.total,
                     budget_source=scheduler.budget.source, gpu=scheduler.budget.gpu,
                     queued=sum(o.queued for o in occupants), in_flight=sum(o.in_flight for o in occupants),
                     models=occupants)
