@@ -30,7 +30,7 @@ def test_list_ps_and_show_talk_to_the_server(server: RunningServer, client: olla
     assert listing.returncode == 0 and "smollm2:135m" in listing.stdout and "NAME" in listing.stdout
     client.generate("tiny", "x", options={"num_predict": 1}, keep_alive="1m")
     running = run("ps", server=server)
-    assert "tiny:latest" in running.stdout and "CPU" in running.stdout
+    assert "tiny:latest" in running.stdout and "100% CPU" in running.stdout
     shown = run("show", "smollm2:135m", server=server)
     assert "llama" in shown.stdout and "8192" in shown.stdout and "completion" in shown.stdout
     assert "FROM smollm2:135m" in run("show", "smollm2:135m", "--modelfile", server=server).stdout

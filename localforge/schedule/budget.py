@@ -59,6 +59,13 @@ class Budget:
     def gpu(self) -> bool:
         return self.pools.vram > 0
 
+    def banner(self) -> str:
+        """The start-up lines that say where models will run."""
+        vram = (f"{self.pools.vram / 1e9:.1f} GB of VRAM ({self.vram_source}"
+                + (f": {', '.join(self.gpus)})" if self.gpus else ")") if self.gpu else "no GPU")
+        line = f"memory for models: {vram}, {self.pools.ram / 1e9:.1f} GB of RAM ({self.ram_source})"
+        return line + (f"\nWARNING: {self.warning}" if self.warning else "")
+
     @property
     def source(self) -> str:
         return f"VRAM: {self.vram_source}; RAM: {self.ram_source}" if self.gpu else self.ram_source

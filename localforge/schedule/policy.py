@@ -57,6 +57,9 @@ class Fifo(Core):
             return actions
 
     def _bring_in(self, head: Config) -> list[Action]:
+        """Ollama's rule: load it if it fits wholly on the GPU, or if nothing else is loaded (then
+        partly offloaded); else evict idle models, least recently used first, and wait for busy
+        ones to go idle."""
         others = [c for c in self.configs.values() if c.holds_memory and c is not head]
         g = self.placement(head, self.free())
         whole = head.shape.max_layers if self.gpu else 0
@@ -65,8 +68,6 @@ class Fifo(Core):
         if any(c.state == "unloading" for c in others):
             return []  # wait for the memory on its way back
         idle = sorted((c for c in others if c.idle), key=lambda c: c.last_used)
-        if g is not None and not idle:
-            return [self.begin_load(head, g)]  # partly: the busy models keep their memory
         victims = self.evictions(head, idle, lambda layers: layers == whole)
         return [self.begin_unload(v) for v in (idle if victims is None else victims)]
 

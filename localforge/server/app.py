@@ -85,6 +85,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
         warn_if_open(settings)
         services = build_services(settings, manager)
         app.state.services = services
+        print(services.scheduler.budget.banner(), flush=True)
         await services.registry.refresh()
         await plugins.call_all(manager.hook.startup(state=app.state))
         async with anyio.create_task_group() as tg:
