@@ -32,3 +32,10 @@ def test_this_machines_llama_cpp_is_asked_for_real() -> None:
     import llama_cpp
 
     assert budget.llama_gpu_offload() == bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def test_apple_silicon_shares_unified_memory_with_metal(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(budget.sys, "platform", "darwin")
+    found = budget.detect(None, "30GB", offload=lambda: True)
+    assert found.pools.vram == 20 * 10**9 and found.pools.ram == 10 * 10**9
+    assert found.vram_source == "unified memory (Metal)"

@@ -6,12 +6,15 @@ models (`ModelCard`s), and sends each request to the backend that owns the model
 Beyond the `Backend` protocol below, a backend that holds models in local memory may offer what
 the scheduler asks for when present (the built-in llama.cpp backend has them all):
 
-- `footprint(card, options, embedding) -> (bytes, context)`: what a configuration will take once
-  loaded, and the context it resolves to; `load` and `unload` then take `options=` and `embedding=`.
+- `footprint(card, options, embedding) -> (bytes or placement.Shape, context)`: what a
+  configuration will take once loaded (a `Shape` splits it into layers to place between VRAM and
+  RAM; bytes are all RAM), and the context it resolves to; `load` and `unload` then take
+  `options=` and `embedding=`, and `load` also `gpu_layers=` (the placement) for a `Shape`.
 - `parallel(card) -> int`: how many requests of the model it serves at once.
 - `holds(card, options, embedding) -> bool`: whether the configuration is still loaded (a runner
   that died between requests is noticed through it).
-- `measured_bytes(card, options, embedding, gpu) -> int | None`: what loading it really took.
+- `measured_memory(card, options, embedding) -> placement.Pools | None`: what loading it really
+  took from each pool.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ offload: every layer would run on the CPU whatever the placement, so the start-u
 the command that installs a CUDA build.
 
 RAM: three quarters of the memory available at start-up (psutil, on Linux, macOS and Windows
-alike), or `ram_budget`.
+alike), or `ram_budget`. On Apple Silicon (Metal, no NVML) memory is unified: two thirds of that
+figure is the GPU's pool unless `vram_budget` says otherwise.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -161,6 +163,9 @@ def detect(vram_budget: int | float | str | None, ram_budget: int | float | str 
     if found:  # leave a tenth for the CUDA context
         return Budget(Pools(int(sum(free for _, free, _ in found) * 0.9), ram_pool), "nvml",
                       ram_source, names)
+    if sys.platform == "darwin" and offload():  # Apple Silicon: one unified memory, Metal's share
+        return Budget(Pools(ram_pool * 2 // 3, ram_pool - ram_pool * 2 // 3),
+                      "unified memory (Metal)", ram_source)
     return Budget(Pools(0, ram_pool), "no GPU", ram_source)
 
 

@@ -219,7 +219,7 @@ RENDER.now = (data) => {
   const memory = h("div", { class: "card wide" },
     h("div", { class: "card-head" }, h("h2", {}, "Memory"),
       h("span", { class: "muted" }, `${fmt.bytes(data.used_bytes)} of ${fmt.bytes(data.budget_bytes)} `
-        + `${data.gpu ? "VRAM" : "RAM"} (${data.budget_source})`)),
+        + `${data.gpu ? "VRAM and RAM" : "RAM"} (${data.budget_source})`)),
     h("div", { class: "meter", role: "img", "aria-label": `${fmt.pct(share)} of the memory budget in use` },
       data.models.filter((m) => m.state !== "absent").map((m) => h("span", {
         class: "meter-part", title: `${m.model}: ${fmt.bytes(m.bytes)}`,
