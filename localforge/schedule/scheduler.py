@@ -70,7 +70,6 @@ class Occupant:
     model: str
     state: str  # loading | ready | unloading | absent (waiting to be loaded)
     footprint: int
-    vram: int  # the part of the footprint on the GPU
     in_flight: int
     queued: int
     parallel: int
@@ -344,8 +343,7 @@ class Scheduler:
             if c.state == "absent" and not c.queue:
                 continue
             in_use = bool(c.in_flight or c.queue) or c.expires_at == math.inf
-            out.append(Occupant(c.key, c.model, c.state, c.footprint,
-                                c.reserved.vram if c.holds_memory else 0, c.in_flight, len(c.queue),
+            out.append(Occupant(c.key, c.model, c.state, c.footprint, c.in_flight, len(c.queue),
                                 c.parallel, _expires_in_s(c, now), in_use))
         return sorted(out, key=lambda o: (-o.footprint, o.key))
 
