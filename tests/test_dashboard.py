@@ -36,6 +36,7 @@ CONFIG = f"""
 seed = 1
 exploration = 0.0
 exploration_start = 0.0
+thompson_scale = 0.0
 store_prompts = true
 
 [router.models."tiny:latest"]

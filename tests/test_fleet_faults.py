@@ -185,7 +185,7 @@ def test_auto_falls_back_to_a_local_model_when_the_fleet_is_wedged(tmp_path: Pat
     (tmp_path / "front" / "models").mkdir(parents=True)
     write_tiny_llama(tmp_path / "front" / "models" / "tiny.gguf")
     config = (f'[openai]\ncooldown_s = 1\n[[openai.endpoints]]\nname = "bad"\nbase_url = "{bad.url}"\n{CLOCKS}'
-              '[router]\nexploration = 0.0\n'
+              '[router]\nexploration = 0.0\nexploration_start = 0.0\nthompson_scale = 0.0\n'
               '[router.models."smollm2:latest"]\nquality = { general = 0.99, chat = 0.99, coding = 0.99 }\n'
               '[router.models."tiny:latest"]\nquality = { general = 0.05, chat = 0.05, coding = 0.05 }\n')
     front = start_front(tmp_path / "front", config)

@@ -62,6 +62,7 @@ def test_the_judge_grades_when_its_model_must_first_be_loaded(tmp_path: Path) ->
 [router]
 exploration = 0.0
 exploration_start = 0.0
+thompson_scale = 0.0
 stickiness = 0.0
 
 [router.models."tiny:latest"]

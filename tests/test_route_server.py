@@ -28,6 +28,7 @@ def config(upstream: Upstream) -> str:
 seed = 1
 exploration = 0.0
 exploration_start = 0.0
+thompson_scale = 0.0
 
 [router.models."{LOCAL}"]
 quality = {{ general = 0.7, instruction = 0.7, coding = 0.2, math = 0.2, reasoning = 0.4 }}

@@ -44,6 +44,7 @@ num_ctx = {ROOMY_CTX}
 seed = 1
 exploration = 0.0
 exploration_start = 0.0
+thompson_scale = 0.0
 stickiness = 0.0
 
 [router.models."{BROKEN}"]

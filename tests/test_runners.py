@@ -216,6 +216,7 @@ def test_with_auto_the_next_candidate_serves_and_the_crash_is_learned(tmp_path: 
 seed = 1
 exploration = 0.0
 exploration_start = 0.0
+thompson_scale = 0.0
 stickiness = 0.0
 
 [router.models."crashy:latest"]
