@@ -70,6 +70,11 @@ def start_server(tmp: Path, models_dir: Path, config_text: str = "", env: dict[s
     return RunningServer(url, process, data_dir, models_dir, log_path)
 
 
+def listed(client: ollama.Client) -> set[str]:
+    """The names `/api/tags` lists."""
+    return {m.model or "" for m in client.list().models}
+
+
 def stop_server(server: RunningServer) -> None:
     server.process.terminate()
     try:

@@ -15,7 +15,7 @@ import httpx
 import ollama
 import pexpect
 import pytest
-from conftest import RunningServer, start_server, stop_server
+from conftest import RunningServer, listed, start_server, stop_server
 from hub_server import Hub, start_hub
 from tiny_gguf import write_tiny_llama
 
@@ -65,10 +65,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, registry: Hub) -> Iterator[
 @pytest.fixture
 def client(server: RunningServer) -> ollama.Client:
     return ollama.Client(host=server.url, timeout=60)
-
-
-def listed(client: ollama.Client) -> set[str]:
-    return {m.model or "" for m in client.list().models}
 
 
 @pytest.mark.parametrize("command", COMMANDS)

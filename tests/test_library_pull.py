@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import ollama
 import pytest
-from conftest import RunningServer, start_server, stop_server
+from conftest import RunningServer, listed, start_server, stop_server
 from hub_server import Hub, start_hub
 from tiny_gguf import write_tiny_llama
 
@@ -65,10 +65,6 @@ def library_server(tmp_path_factory: pytest.TempPathFactory, registry: Hub) -> I
 @pytest.fixture
 def client(library_server: RunningServer) -> ollama.Client:
     return ollama.Client(host=library_server.url, timeout=60)
-
-
-def listed(client: ollama.Client) -> set[str]:
-    return {m.model or "" for m in client.list().models}
 
 
 def show(client: ollama.Client, model: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
-from conftest import RunningServer, start_server, stop_server
+from conftest import RunningServer, listed, start_server, stop_server
 from hub_server import Hub, start_hub
 from tiny_gguf import write_tiny_llama
 
@@ -71,10 +71,6 @@ def client(manage_server: RunningServer) -> ollama.Client:
 def http(manage_server: RunningServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=manage_server.url, timeout=60) as c:
         yield c
-
-
-def listed(client: ollama.Client) -> set[str]:
-    return {m.model or "" for m in client.list().models}
 
 
 def blobs(server: RunningServer) -> set[str]:

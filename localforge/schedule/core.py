@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -76,13 +76,10 @@ class Config:
         """Bytes it takes (in both pools) while resident, or would at its placement."""
         return (self.reserved if self.holds_memory else self.shape.memory(self.gpu_layers)).total
 
-    def service_at(self, gpu_layers: int) -> float:
-        """Expected seconds per request with this placement (partial offload decodes slower)."""
-        return self.service_s * self.shape.slowdown(gpu_layers, self.cpu_speed)
-
     @property
     def expected_service_s(self) -> float:
-        return self.service_at(self.gpu_layers)
+        """Expected seconds per request at its placement (partial offload decodes slower)."""
+        return self.service_s * self.shape.slowdown(self.gpu_layers, self.cpu_speed)
 
     @property
     def idle(self) -> bool:
@@ -337,18 +334,16 @@ class Core:
         config.state = "unloading"
         return Unload(config.key, "evict")
 
-    def evictions(self, target: Config, candidates: list[Config],
-                  enough: Callable[[int], bool]) -> list[Config] | None:
-        """The shortest prefix of `candidates` whose memory, with what is free and what unloads
-        will give back, gives `target` a placement that is `enough`; None if none does."""
+    def placements_after(self, target: Config,
+                         candidates: list[Config]) -> Iterator[tuple[int, int | None]]:
+        """For each prefix of `candidates` (none first, then one more at a time): how many it
+        evicts, and the placement `target` would get in what is free, what unloads under way
+        will give back and what that prefix holds (None where it still cannot fit)."""
         free = self.free(counting_unloads=True)
         for count in range(len(candidates) + 1):
             if count:
                 free = free + candidates[count - 1].reserved
-            g = self.placement(target, free)
-            if g is not None and enough(g):
-                return candidates[:count]
-        return None
+            yield count, self.placement(target, free)
 
     def loading(self) -> bool:
         return any(c.state == "loading" for c in self.configs.values())

@@ -92,11 +92,6 @@ class Shape:
         on_gpu, in_ram = self._split(gpu_layers)
         return (on_gpu + in_ram / cpu_speed) / max(1, on_gpu + in_ram)
 
-    def gpu_share(self, gpu_layers: int) -> float:
-        """The share of the configuration's bytes in VRAM, as `ollama ps` reports it."""
-        used = self.memory(gpu_layers)
-        return used.vram / used.total if used.total else 0.0
-
     def scaled(self, vram: float, ram: float) -> Shape:
         """This shape corrected by measured / estimated ratios of a load (per pool): the layers
         and the compute buffer by the GPU's ratio where a GPU took part, else RAM's."""

@@ -68,8 +68,8 @@ class Fifo(Core):
         if any(c.state == "unloading" for c in others):
             return []  # wait for the memory on its way back
         idle = sorted((c for c in others if c.idle), key=lambda c: c.last_used)
-        victims = self.evictions(head, idle, lambda layers: layers == whole)
-        return [self.begin_unload(v) for v in (idle if victims is None else victims)]
+        enough = next((count for count, g in self.placements_after(head, idle) if g == whole), None)
+        return [self.begin_unload(v) for v in (idle if enough is None else idle[:enough])]
 
 
 class Forge(Core):
@@ -169,12 +169,8 @@ class Forge(Core):
         """(models to evict, None) or ([], the placement to load `target` with now), by expected
         time; ([], None) to wait."""
         candidates = self._candidates(target, now, urgent)
-        free = self.free(counting_unloads=True)
         best: tuple[float, int, int] | None = None  # (expected seconds, victims, layers)
-        for count in range(len(candidates) + 1):
-            if count:
-                free = free + candidates[count - 1].reserved
-            g = self.placement(target, free)
+        for count, g in self.placements_after(target, candidates):
             if g is None:
                 continue
             cost = (sum(c.load_s for c in candidates[:count])
