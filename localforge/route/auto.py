@@ -108,7 +108,7 @@ class Routing:
                 continue
             parts = {c["model"]: c.get("parts", {}) for c in json.loads(candidates)}
             prior = float(parts.get(model, {}).get("prior", 0.5))
-            bandit.update(model, context, score - prior, SIGNALS.get(kind, (0.0, 1.0))[1])
+            bandit.update(model, context, score, prior, SIGNALS.get(kind, (0.0, 1.0))[1])
 
     def prune(self, now: float | None = None) -> int:
         """Delete the routes past `retention_days`, their outcomes and vectors. The bandit keeps

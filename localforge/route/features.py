@@ -3,7 +3,7 @@
 It is the embedding (what the request is about) followed by a few facts about its shape that an
 embedding of the meaning blurs: how long it is, how much arithmetic it carries, whether its answer
 options are numbers, the task classifier's probabilities and the conversation features. Every
-entry is scaled to roughly unit size so one ridge penalty suits them all.
+entry is scaled to roughly unit size so one penalty suits them all.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Expected quality of a model for a request is built in three layers, each correcting the last:
 1. the prior: the model's per-task quality, weighted by the task classifier's probabilities;
-2. the linear bandit: a ridge regression of outcome − prior over the context vector, per model,
-   which generalises across requests (subjects, shapes, lengths);
+2. the bandit: a Bayesian logistic regression per model over the context vector, offset by the
+   prior's logit, which generalises across requests (subjects, shapes, lengths);
 3. the memory: outcomes of the k most similar past requests (one hnswlib search for all
    candidates), weighted by similarity and by exponential decay with age, shrunk towards layer 2
    by a pseudo-count, so a few neighbours nudge the estimate and many neighbours decide it.
@@ -12,7 +12,7 @@ The layers do not depend on the preset: `score` computes them once and `rank` we
 a point of the dial, so what one decision teaches serves every preset.
 
 Exploration targets uncertainty: each decision draws every candidate's quality from its
-posterior (Thompson sampling, with the ridge posterior's spread narrowed by the memory's share),
+posterior (Thompson sampling, with the bandit posterior's spread narrowed by the memory's share),
 so a model is tried about as often as it may be the best and hardly at all where the evidence
 is clear. On top, ε-greedy picks uniformly with probability ε, held at `exploration_start` for
 a warm-up of `exploration_warmup` outcomes and then decaying to the floor `exploration`. The
@@ -36,7 +36,7 @@ from localforge.backends.base import ModelCard
 from localforge.errors import BadRequest
 from localforge.memory.outcomes import SECONDS_PER_DAY, Memory, Route
 from localforge.profile.base import Profile, Scorer
-from localforge.route.bandit import LinearBandit
+from localforge.route.bandit import LogisticBandit
 from localforge.route.decision import Candidate, Decision, Scored
 from localforge.route.features import EXTRA_DIMENSIONS, context_vector
 from localforge.route.settings import Preset, RouterSettings
@@ -77,7 +77,7 @@ class Router:
         self.settings = settings
         self.memory = memory
         self.dimensions = dimensions
-        self.bandit = LinearBandit(dimensions + EXTRA_DIMENSIONS, settings.ridge)
+        self.bandit = LogisticBandit(dimensions + EXTRA_DIMENSIONS, settings.ridge)
         self.scorers = scorers or []
         self.latency = latency or Latency()
         self.clock = clock
@@ -143,13 +143,11 @@ class Router:
         scored = []
         for c in candidates:
             prior = c.facts.prior(profile.task_probabilities, profile.task)
-            linear = self.bandit.estimate(c.model, context)
-            base = min(max(prior + linear, 0.0), 1.0)
+            base = self.bandit.estimate(c.model, context, prior)
             total, weight = memory[c.model]
             quality = (total + pseudo * base) / (weight + pseudo)
-            # the ridge posterior's spread (outcomes are 0..1, so their noise is at most 1/4),
-            # narrowed by the share of the estimate the neighbours decide
-            spread = math.sqrt(0.25 * self.bandit.variance(c.model, context)) * pseudo / (weight + pseudo)
+            # the bandit's posterior spread, narrowed by the share of the estimate the neighbours decide
+            spread = self.bandit.spread(c.model, context, prior) * pseudo / (weight + pseudo)
             parts = {"prior": prior, "linear": base - prior, "memory": quality - base,
                      "quality": quality, "uncertainty": spread,
                      "cost": c.facts.cost(profile.tokens, output_tokens),
@@ -264,5 +262,5 @@ class Router:
         score = min(max(float(score), 0.0), 1.0)
         self.memory.record_outcome(route_id, model, score, kind, at=self.clock())
         with self._lock:
-            self.bandit.update(model, context.astype(np.float64), score - prior, weight)
+            self.bandit.update(model, context.astype(np.float64), score, prior, weight)
             self.outcomes_seen += 1

@@ -76,7 +76,7 @@ class RouterSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     neighbours: int = 40  # k of the k-NN memory
     memory_pseudocount: float = 30.0  # weighted neighbours it takes to outweigh the linear estimate
     similarity_power: float = 1.0  # >1 sharpens cosine similarities: near neighbours count more
-    ridge: float = 30.0  # the linear bandit's penalty; larger trusts the priors longer
+    ridge: float = 10.0  # the bandit's penalty (prior precision); larger trusts the priors longer
     decay_per_day: float = 0.95  # weight of an outcome one day old, relative to a fresh one
     expected_output_tokens: int = 256
     # prefer a model already in memory over a better one that must be loaded first, when its
