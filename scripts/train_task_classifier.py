@@ -1,7 +1,11 @@
-"""Train the task classifier that `localforge.profile.task` serves, and check it.
+"""Train the task classifier on the template corpus alone, and check its calibration.
 
     .venv/bin/pip install -e '.[train]'
     .venv/bin/python scripts/train_task_classifier.py [--out localforge/profile/data/task_classifier.npz]
+
+The classifier that ships is trained by `train_task_head.py`, on real prompts as well as these
+templates, with this module's `fit` and `export`; this script is the templates-only baseline
+and the check of calibration on templates the model never saw.
 
 The data and its provenance are described in `scripts/task_corpus.py` (HumanEval's prompts plus a
 template corpus written for this script; nothing from the routing benchmark's data). The model
@@ -40,9 +44,10 @@ def preprocess(text: str) -> str:
     return text[:MAX_CHARS].lower()
 
 
-def fit(texts: list[str], labels: list[str], c: float = 1.0) -> tuple[TfidfVectorizer, LogisticRegression]:
+def fit(texts: list[str], labels: list[str], c: float = 1.0,
+        min_df: int = 2) -> tuple[TfidfVectorizer, LogisticRegression]:
     vectorizer = TfidfVectorizer(preprocessor=preprocess, token_pattern=TOKEN_PATTERN,
-                                 ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+                                 ngram_range=(1, 2), sublinear_tf=True, min_df=min_df)
     x = vectorizer.fit_transform(texts)
     model = LogisticRegression(C=c, max_iter=3000)
     model.fit(x, labels)
