@@ -1,7 +1,12 @@
-"""Train the task classifier that `localforge.profile.task` serves, and check it.
+"""Train the task classifier on the template corpus alone, and check its calibration.
 
     .venv/bin/pip install -e '.[train]'
-    .venv/bin/python scripts/train_task_classifier.py [--out localforge/profile/data/task_classifier.npz]
+    .venv/bin/python scripts/train_task_classifier.py --out /tmp/templates-only.npz
+
+The classifier that ships is trained by `train_task_head.py`, on real prompts as well as these
+templates, with this module's `fit` and `export`; this script is the templates-only baseline
+and the check of calibration on templates the model never saw. It writes where `--out` says,
+never over the shipped file by default: the shipped head reads that file's probabilities.
 
 The data and its provenance are described in `scripts/task_corpus.py` (HumanEval's prompts plus a
 template corpus written for this script; nothing from the routing benchmark's data). The model
@@ -32,17 +37,15 @@ from task_corpus import HAND_WRITTEN, corpus  # noqa: E402
 
 from localforge.profile.task import MAX_CHARS, TASKS, TOKEN_PATTERN, TaskClassifier  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = ROOT / "localforge" / "profile" / "data" / "task_classifier.npz"
-
 
 def preprocess(text: str) -> str:
     return text[:MAX_CHARS].lower()
 
 
-def fit(texts: list[str], labels: list[str], c: float = 1.0) -> tuple[TfidfVectorizer, LogisticRegression]:
+def fit(texts: list[str], labels: list[str], c: float = 1.0,
+        min_df: int = 2) -> tuple[TfidfVectorizer, LogisticRegression]:
     vectorizer = TfidfVectorizer(preprocessor=preprocess, token_pattern=TOKEN_PATTERN,
-                                 ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+                                 ngram_range=(1, 2), sublinear_tf=True, min_df=min_df)
     x = vectorizer.fit_transform(texts)
     model = LogisticRegression(C=c, max_iter=3000)
     model.fit(x, labels)
@@ -120,7 +123,7 @@ def out_of_template_logits(rows: list[tuple[str, str, str]], c: float, seed: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--per-class", type=int, default=700)
     parser.add_argument("--c", type=float, default=4.0, help="inverse regularisation strength")
     parser.add_argument("--seed", type=int, default=0)

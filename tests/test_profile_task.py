@@ -103,3 +103,68 @@ def test_the_head_reads_the_embedding_and_only_when_it_is_on(tmp_path: Path) -> 
     off = Profile(text=request.prompt, embedding=np.array([1.0, 0.0, 0.0, 0.0]))
     TaskProfiler(head_path=tmp_path / "head.npz", use_head=False).profile(request, off)
     assert without.task == off.task == "coding"
+
+
+# prompts of the held-out part of `scripts/real_prompts.py`'s sources (seed 0), which neither the
+# shipped classifier nor the head was trained on; each source's licence is listed there
+HELD_OUT_REAL = [
+    # Arena-Hard
+    ("In C, how would you implement a fast strlen function given that size_t is exactly the size of a "
+     "word?", "coding"),
+    # MT-Bench
+    ("You are given two sorted lists of size m and n. Implement a function to find the kth smallest "
+     "element in the union of the two lists with linear complexity.", "coding"),
+    # MATH-500
+    ("The product of a set of distinct positive integers is 84. What is the least possible sum of these "
+     "integers?", "math"),
+    # GSM8K
+    ("A cobra, which has 70 spots, has twice as many spots as a mamba. If there are 40 cobras and 60 "
+     "mambas in a snake park, what is half the number of spots they all have combined?", "math"),
+    # BIG-bench strategyqa
+    ("Did the Wehrmacht affect the outcome of the War to End All Wars?", "reasoning"),
+    # MT-Bench
+    ("Which word does not belong with the others?\ntyre, steering wheel, car, engine", "reasoning"),
+    # WritingBench
+    ('Please help me write a review of the TV drama "The Long Night" (Silent Truth).', "instruction"),
+    # MT-Bench
+    ("Could you write a captivating short story beginning with the sentence: The old abandoned house at "
+     "the end of the street held a secret that no one had ever discovered.", "instruction"),
+    # BIG-bench logic_grid_puzzle
+    ("There are 5 houses in a row, numbered 1 on the left to 5 on the right. There is one person living "
+     "in each house. The people in these houses have different characteristics:\n - Each person has "
+     "different pets: one owns horses, one is a fish enthusiast, one is a bird keeper, one is a cat "
+     "lover, and one is a dog owner\n - Each person has different flowers in their foyer: one has a "
+     "bouquet of lilies, one has a carnations arrangement, one has a bouquet of daffodils, one has a vase "
+     "of tulips, and one has a rose bouquet\n\nClue(s):\n1. There are two houses between where the person "
+     "who has a vase of tulips lives and where the person who has a bouquet of lilies lives.\n2. The bird "
+     "keeper lives in the fourth house.\n3. The person who owns horses does not live in the first house.\n"
+     "4. The person who owns horses does not live in the third house.\n5. The person who has a bouquet of "
+     "lilies lives in the fifth house.\n6. The person who has a bouquet of daffodils lives somewhere to "
+     "the right of the person who has a carnations arrangement.\n7. The person who has a carnations "
+     "arrangement does not live in the first house.\n8. The fish enthusiast does not live in the third "
+     "house.\n9. The dog owner lives somewhere to the right of the bird keeper.\n\nWhat is the number of the "
+     "house where the dog owner lives?", "hard_reasoning"),
+    # BIG-bench general_knowledge
+    ("Which is the name of the study of living organisms?", "general"),
+    # BIG-bench known_unknowns
+    ("What is a kind of bird that eats fish?", "general"),
+]
+
+
+def test_the_shipped_profiler_labels_held_out_real_prompts_of_every_class(tmp_path: Path) -> None:
+    from localforge.profile.embedding import MiniLMEmbedder
+    from localforge.profile.settings import ProfileSettings
+
+    with np.load(default_path("task_head.npz"), allow_pickle=False) as data:
+        assert sorted(data["classes"].tolist()) == sorted(TASKS)
+    settings = ProfileSettings()
+    embedder = MiniLMEmbedder(precision="int8", max_tokens=settings.embedder_max_tokens, cache_dir=tmp_path)
+    served = TaskProfiler(floor=settings.task_confidence_floor, use_head=settings.task_head)
+    head = TaskProfiler(floor=settings.task_confidence_floor, use_head=True)
+    for text, task in HELD_OUT_REAL:
+        request = Inference(model="auto", kind="generate", prompt=text)
+        as_served = Profile(text=text, embedding=embedder.embed([text])[0])
+        served.profile(request, as_served)
+        with_head = Profile(text=text, embedding=as_served.embedding)
+        head.profile(request, with_head)
+        assert as_served.task == with_head.task == task, (text, as_served.task, with_head.task)

@@ -1,18 +1,17 @@
 """What kind of task a request is: coding, math, reasoning, instruction, hard_reasoning or general.
 
 The classifier is TF-IDF over word uni- and bigrams followed by a multinomial logistic
-regression, trained with scikit-learn by `scripts/train_task_classifier.py` (which documents its
-data). Serving needs neither scikit-learn nor pickle: the trained vocabulary, idf weights,
+regression, trained with scikit-learn on real, labelled prompts and a template corpus by
+`scripts/train_task_head.py` (`scripts/real_prompts.py` lists the sources and their licences).
+Serving needs neither scikit-learn nor pickle: the trained vocabulary, idf weights,
 coefficients and intercepts are read from an `.npz` file with `allow_pickle=False`, and the
 vectoriser and softmax are re-implemented here exactly as scikit-learn computes them (a test
 checks the probabilities match `predict_proba`). Below a confidence floor the task is "general".
 
 Where the request has an embedding (the embedding profiler runs first) and `[profile]
-task_head` is on, a head refines those
-probabilities: a multinomial logistic regression over the MiniLM embedding and the TF-IDF
-log-probabilities, trained on real prompts by `scripts/train_task_head.py` and read from
-`task_head.npz`, so it costs one small matrix product on top of the embedding the router needs.
-"""
+task_head` is on, a head refines those probabilities: a multinomial logistic regression over
+the MiniLM embedding and the TF-IDF log-probabilities, trained by the same script and read from
+`task_head.npz`, so it costs one small matrix product on top of the embedding the router needs."""
 
 from __future__ import annotations
 
