@@ -43,7 +43,7 @@ def test_an_unseen_model_scores_its_prior_with_wide_uncertainty() -> None:
     assert bandit.estimate("new", x, 0.8) == pytest.approx(0.8)
     bandit.update("old", x, 1.0, 0.8)
     assert bandit.variance("old", x) < bandit.variance("new", x)
-    assert bandit.spread("old", x, 0.8) < bandit.spread("new", x, 0.8)
+    assert bandit.spread("old", x, bandit.estimate("old", x, 0.8)) < bandit.spread("new", x, 0.8)
 
 
 def test_bad_outcomes_lower_the_estimate_only_near_their_context() -> None:

@@ -71,7 +71,7 @@ class Report:
     learned: int
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     points: list[RouterPoint] = field(default_factory=list)  # auto's
-    routers: dict[str, list[RouterPoint]] = field(default_factory=dict)  # ROUTERS' points
+    routers: dict[str, list[RouterPoint]] = field(default_factory=dict)  # the others', by name
     seconds: float = 0.0
 
     def scores(self, points: list[RouterPoint]) -> dict[str, float]:
@@ -151,6 +151,9 @@ class Replay:
                              "there is no gap for a router to recover")
         self.dearest = max(models, key=lambda m: costs[m])
         self.means = means
+        self.evaluated = list(zip(evaluate, self.profiles[len(learn):], strict=True))
+        # what sending every evaluated prompt to the strong model costs: the unit of "cost vs best"
+        self.best_cost = sum(self._call_cost(self.strong, p) for _, p in self.evaluated) or 1.0
 
     def _profile(self, text: str, vector: np.ndarray) -> Profile:
         """Every registered profiler; the embedding is the cached vector, not computed again."""
@@ -161,12 +164,10 @@ class Replay:
         return facts.cost(profile.tokens, self.settings.router.expected_output_tokens)
 
     def baselines(self) -> dict[str, dict[str, float]]:
-        profiles = self.profiles[len(self.learn):]
-        best_cost = sum(self._call_cost(self.strong, p) for p in profiles) or 1.0
         out = {}
         for label, model in (("always-cheapest", self.weak), ("always-best", self.strong)):
             out[label] = {"accuracy": self.means[model], "share": float(model == self.strong),
-                          "cost": sum(self._call_cost(model, p) for p in profiles) / best_cost}
+                          "cost": sum(self._call_cost(model, p) for _, p in self.evaluated) / self.best_cost}
         return out
 
     def cost_weights(self) -> list[float]:
@@ -235,22 +236,20 @@ class Replay:
             self.vectors, self.models, lambda i, m: examples[i].outcomes.get(m, 0.0),
             lambda i, m: self._call_cost(m, self.profiles[i]), len(self.learn), weights,
             self.settings.router.seed or 0)
-        evaluated = list(zip(self.evaluate, self.profiles[len(self.learn):], strict=True))
-        best_cost = sum(self._call_cost(self.strong, p) for _, p in evaluated) or 1.0
+        evaluated = self.evaluated
         n = max(len(evaluated), 1)
         points = []
         for dial, weight, picks in zip(DIAL, weights, chosen, strict=True):
             share = sum(m == self.strong for m in picks) / n
             accuracy = sum(e.outcomes.get(m, 0.0) for (e, _), m in zip(evaluated, picks, strict=True)) / n
             cost = sum(self._call_cost(m, p) for (_, p), m in zip(evaluated, picks, strict=True))
-            points.append(RouterPoint(dial, weight, share, accuracy, cost / best_cost))
+            points.append(RouterPoint(dial, weight, share, accuracy, cost / self.best_cost))
         return sorted(points, key=lambda p: p.share)
 
     def bounds(self) -> dict[str, list[RouterPoint]]:
         """Random routing and the oracle, from the evaluated prompts' outcomes."""
-        evaluated = list(zip(self.evaluate, self.profiles[len(self.learn):], strict=True))
-        outcomes = np.array([[e.outcomes.get(m, 0.0) for m in self.models] for e, _ in evaluated])
-        costs = np.array([[self._call_cost(m, p) for m in self.models] for _, p in evaluated])
+        outcomes = np.array([[e.outcomes.get(m, 0.0) for m in self.models] for e, _ in self.evaluated])
+        costs = np.array([[self._call_cost(m, p) for m in self.models] for _, p in self.evaluated])
         strong, weak = self.models.index(self.strong), self.models.index(self.weak)
         w, s = self.means[self.weak], self.means[self.strong]
         found = {"random": baselines.random_routing(w, s),

@@ -62,10 +62,10 @@ class LogisticBandit:
         arm = self.arms.get(name)
         return float(x @ x) / self.penalty if arm is None else float(x @ arm.sigma @ x)
 
-    def spread(self, name: str, x: np.ndarray, prior: float) -> float:
-        """The estimate's standard deviation in probability (the delta method through σ)."""
-        p = self.estimate(name, x, prior)
-        return p * (1.0 - p) * math.sqrt(self.variance(name, x))
+    def spread(self, name: str, x: np.ndarray, estimate: float) -> float:
+        """The standard deviation, in probability, of `estimate` (this model's `estimate` on
+        context x): the posterior's spread in logits through σ (the delta method)."""
+        return estimate * (1.0 - estimate) * math.sqrt(self.variance(name, x))
 
     def update(self, name: str, x: np.ndarray, outcome: float, prior: float,
                weight: float = 1.0) -> None:

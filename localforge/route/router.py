@@ -147,7 +147,7 @@ class Router:
             total, weight = memory[c.model]
             quality = (total + pseudo * base) / (weight + pseudo)
             # the bandit's posterior spread, narrowed by the share of the estimate the neighbours decide
-            spread = self.bandit.spread(c.model, context, prior) * pseudo / (weight + pseudo)
+            spread = self.bandit.spread(c.model, context, base) * pseudo / (weight + pseudo)
             parts = {"prior": prior, "linear": base - prior, "memory": quality - base,
                      "quality": quality, "uncertainty": spread,
                      "cost": c.facts.cost(profile.tokens, output_tokens),

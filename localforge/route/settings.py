@@ -74,7 +74,7 @@ class RouterSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     thompson_scale: float = 0.2
     confidence_floor: float = 0.0  # evidence (effective outcomes) below which default_model serves
     neighbours: int = 40  # k of the k-NN memory
-    memory_pseudocount: float = 30.0  # weighted neighbours it takes to outweigh the linear estimate
+    memory_pseudocount: float = 30.0  # weighted neighbours it takes to outweigh the bandit's estimate
     similarity_power: float = 1.0  # >1 sharpens cosine similarities: near neighbours count more
     ridge: float = 10.0  # the bandit's penalty (prior precision); larger trusts the priors longer
     decay_per_day: float = 0.95  # weight of an outcome one day old, relative to a fresh one
