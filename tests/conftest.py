@@ -21,6 +21,14 @@ from tiny_gguf import write_tiny_llama  # noqa: E402
 from localforge.store import demo  # noqa: E402
 
 
+def cpu_has_amx() -> bool:
+    """Whether llama.cpp's AMX path (which segfaults on the first decode) would run here."""
+    try:
+        return "amx" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -131,3 +131,56 @@ def test_the_next_turn_reuses_the_cached_prompt(batching: RunningServer) -> None
     cached = two.usage.prompt_tokens_details.cached_tokens or 0
     assert cached >= one["prompt_eval_count"]  # the whole first turn came from the cache
     assert two.usage.prompt_tokens > cached
+
+
+def ask(server: RunningServer, messages: list[dict[str, str]], **options: object) -> dict[str, object]:
+    reply = httpx.post(server.url + "/api/chat", timeout=300, json={
+        "model": "smollm2:135m", "stream": False, "messages": messages,
+        "options": {"temperature": 0, "num_predict": 16, **options}})
+    assert reply.status_code == 200, reply.text
+    return dict(reply.json())
+
+
+def unload(server: RunningServer) -> None:
+    httpx.post(server.url + "/api/generate", timeout=60, json={"model": "smollm2:135m", "keep_alive": 0})
+
+
+FILLER = ("The valley was quiet that morning, and the river ran slow and green under the old stone bridge. "
+          "Farmers walked their horses along the road while the bells of the church rang across the fields. ")
+
+
+def test_a_prompt_longer_than_a_batch_is_read_whole(batching: RunningServer) -> None:
+    """Issue 20: only the last 512-token chunk of a prompt used to be evaluated."""
+    question = [{"role": "user", "content": "Remember this: the password is TANGERINE. " + FILLER * 17
+                 + "What is the password?"}]
+    chunked = ask(batching, question)
+    whole = ask(batching, question, num_batch=4096)
+    assert 650 < int(chunked["prompt_eval_count"]) < 800  # type: ignore[call-overload]
+    assert chunked["message"] == whole["message"]
+    assert "TANGERINE" in str(chunked["message"]["content"])  # type: ignore[index]
+
+
+def test_a_long_next_turn_is_answered_as_the_conversation_sent_cold(batching: RunningServer) -> None:
+    unload(batching)
+    first = [{"role": "user", "content": "My name is Ada. Please remember it."}]
+    one = ask(batching, first)
+    turn = [*first, one["message"], {"role": "user", "content": FILLER * 22 + "What is my name?"}]
+    warm = ask(batching, turn)
+    unload(batching)
+    cold = ask(batching, turn)
+    assert 850 < int(cold["prompt_eval_count"]) < 1000  # type: ignore[call-overload]
+    assert int(warm["prompt_eval_count"]) < int(cold["prompt_eval_count"])  # type: ignore[call-overload]
+    assert warm["message"] == cold["message"]
+
+
+def test_presence_penalty_changes_a_repetitive_answer_the_same_way_on_fresh_runners(
+        batching: RunningServer) -> None:
+    """Issue 20: the penalties sampler was called with the wrong C signature (undefined behaviour)."""
+    repeat = [{"role": "user", "content": "Repeat the word 'apple' thirty times."}]
+    plain = ask(batching, repeat, num_predict=30)
+    penalised = []
+    for _ in range(3):
+        unload(batching)
+        penalised.append(ask(batching, repeat, num_predict=30, presence_penalty=2)["message"])
+    assert penalised[0] != plain["message"]
+    assert penalised == [penalised[0]] * 3

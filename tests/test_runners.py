@@ -287,3 +287,74 @@ def test_safe_mode_is_remembered_across_restarts(tmp_path: Path, models: Path) -
         assert metric(again, "localforge_runner_crashes_total", "amx:latest") == 0
     finally:
         stop_server(again)
+
+
+def runner_of(server: RunningServer) -> psutil.Process:
+    (runner,) = runners(server)
+    return runner
+
+
+def test_a_crash_after_the_first_tokens_is_no_first_decode_crash(tmp_path: Path, models: Path) -> None:
+    """An out-of-memory kill at token 30 of a runner's first answer is not llama.cpp's AMX fault:
+    the model does not go into safe mode for it."""
+    server = start_server(tmp_path, models)
+    try:
+        body = {"model": "slow", "prompt": "the", "options": {"num_predict": 500, "temperature": 0}}
+        lines = []
+        with httpx.stream("POST", server.url + "/api/generate", json=body, timeout=120) as response:
+            for line in response.iter_lines():
+                lines.append(line)
+                if len(lines) == 30:
+                    runner_of(server).kill()
+        assert "llama runner process has terminated" in lines[-1]  # the stream ends with the error
+        client = ollama.Client(host=server.url)
+        assert client.show("slow").modelinfo["localforge.safe_mode"] is False
+        assert "restarted in safe mode" not in server.log()
+        assert not (server.data_dir / "safe-mode.json").exists()
+    finally:
+        stop_server(server)
+
+
+def test_a_runner_that_dies_while_loading_is_counted(tmp_path: Path, models: Path) -> None:
+    server = start_server(tmp_path, models, env={"LOCALFORGE_RUNNER_FAULT": "segv-load@crashy"})
+    try:
+        answer = chat(server, "crashy")
+        assert answer.status_code == 500
+        assert "signal 11 (SIGSEGV)" in answer.json()["error"]
+        assert metric(server, "localforge_runner_crashes_total", "crashy:latest") == 2  # and its retry
+    finally:
+        stop_server(server)
+
+
+def test_requests_that_find_their_runner_gone_start_one_runner(tmp_path: Path, models: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = start_server(tmp_path, models, "parallel = 4\n")
+    try:
+        assert chat(server, "steady").status_code == 200
+        for round_ in range(2):  # a third kill would reach the crash limit
+            gone = runner_of(server)
+            gone.kill()
+            gone.wait(10)
+            with ThreadPoolExecutor(4) as pool:
+                codes = list(pool.map(lambda n: chat(server, "steady", seed=n).status_code, range(4)))
+            assert codes == [200] * 4
+            assert len(runners(server)) == 1, f"round {round_}: a second runner was started and orphaned"
+    finally:
+        stop_server(server)
+
+
+def test_healing_in_safe_mode_is_no_crash_towards_the_limit(tmp_path: Path, models: Path) -> None:
+    server = start_server(tmp_path, models, env={"LOCALFORGE_RUNNER_FAULT": "segv-first-decode@amx"})
+    try:
+        assert chat(server, "amx").status_code == 200  # crashed on its first decode, healed
+        for _ in range(2):  # two real crashes: one short of the limit of three
+            gone = runner_of(server)
+            gone.kill()
+            gone.wait(10)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and httpx.get(server.url + "/api/ps").json()["models"]:
+                time.sleep(0.05)
+            assert chat(server, "amx").status_code == 200
+    finally:
+        stop_server(server)

@@ -5,9 +5,10 @@ The server renders prompts and keeps the books; runners load and decode. A runne
 `RunnerCrashed` error for the requests it held, and the model is simply no longer resident: the
 next request loads it again. A runner that dies on its very first decode is restarted with
 llama.cpp's extra buffer types off (safe mode: the AMX repacking path segfaults on some Xeons),
-and the model stays in safe mode, across restarts too, until llama-cpp-python changes. A model
-whose runner crashes `CRASH_LIMIT` times in `CRASH_WINDOW_S` is refused until
-`runner_cooldown_s` after its last crash.
+and the model stays in safe mode, across restarts too, until llama-cpp-python changes; that crash
+heals itself and does not count as one. A model whose runner crashes `CRASH_LIMIT` times in
+`CRASH_WINDOW_S` is refused until `runner_cooldown_s` after its last crash. One configuration
+has at most one load in progress: concurrent requests for it wait for that load.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from localforge.backends.base import ModelCard, Residency
 from localforge.config import Settings
 from localforge.errors import BadRequest, LocalForgeError, Unavailable, Unsupported
 from localforge.inference import Delta, Embedding, Event, Final, Inference
-from localforge.runner.client import Runner
+from localforge.runner.client import Runner, describe_exit
 from localforge.runner.protocol import Done, Infer, Load, Piece, on_gpu
 from localforge.runner.safe_models import SafeModels
 from localforge.schedule import budget as memory
@@ -69,6 +70,7 @@ class LlamaCppBackend:
         self.settings = settings
         self.store = ModelStore(settings.models_path)
         self._loaded: dict[tuple[Any, ...], Loaded] = {}
+        self._loading: dict[tuple[Any, ...], anyio.Lock] = {}  # one load at a time per configuration
         self._demo: list[Manifest] | None = None
         self._crashes: dict[str, deque[float]] = {}  # model -> monotonic times of its crashes
         self._safe_paths = SafeModels(settings.data_dir / "safe-mode.json")  # crashed on a first decode
@@ -169,6 +171,13 @@ class LlamaCppBackend:
         key = self._key(card, options, embedding)
         if key in self._loaded:
             return self._loaded[key], 0
+        async with self._loading.setdefault(key, anyio.Lock()):
+            if key in self._loaded:  # loaded while this request waited for the lock
+                return self._loaded[key], 0
+            return await self._start(card, options, embedding, gpu_layers, key)
+
+    async def _start(self, card: ModelCard, options: dict[str, Any], embedding: bool, gpu_layers: int | None,
+                     key: tuple[Any, ...]) -> tuple[Loaded, int]:
         self._refuse_if_crashing(card)
         params = self._load_params(card, options, embedding, gpu_layers)
         if embedding and 256 < params["n_ctx"] < 512 and params["n_batch"] > 256:
@@ -195,14 +204,16 @@ class LlamaCppBackend:
             del self._loaded[key]
         if runner.stopping:
             return
-        self._crashes.setdefault(key[0], deque()).append(time.monotonic())
-        first_decode = runner.answers == 0 and runner.started_answers > 0
+        first_decode = not runner.answered and runner.started_answers > 0
         if first_decode and self.settings.safe_mode == "auto" and key[1] not in self._safe_paths:
             self._safe_paths.add(key[1])
             if loaded is not None:  # the registry's card: /api/show says so from now on
                 loaded.card.model_info["localforge.safe_mode"] = True
-            log.warning("%s crashed on its first decode; it is restarted in safe mode (llama.cpp's "
-                        "extra buffer types off) from now on", runner.label)
+            log.warning("%s crashed on its first decode (%s); it is restarted in safe mode (llama.cpp's "
+                        "extra buffer types off) from now on", runner.label, describe_exit(runner.returncode))
+            return  # healed: not a crash towards the model's limit
+        log.warning("%s", runner.crash_report())
+        self._crashes.setdefault(key[0], deque()).append(time.monotonic())
 
     async def load(self, card: ModelCard, options: dict[str, Any], embedding: bool | None = None,
                    gpu_layers: int | None = None) -> int:
@@ -302,13 +313,15 @@ class LlamaCppBackend:
             "temperature": float(o.get("temperature", 0.8)),
             "top_p": float(o.get("top_p", 0.9)), "top_k": int(o.get("top_k", 40)),
             "min_p": float(o.get("min_p", 0.0)), "typical_p": float(o.get("typical_p", 1.0)),
-            "repeat_penalty": float(o.get("repeat_penalty", 1.0)),
+            "repeat_penalty": float(o.get("repeat_penalty", 1.1)),
+            "repeat_last_n": int(o.get("repeat_last_n", 64)),
             "presence_penalty": float(o.get("presence_penalty", 0.0)),
             "frequency_penalty": float(o.get("frequency_penalty", 0.0)),
             "mirostat_mode": int(o.get("mirostat", 0)),
             "mirostat_tau": float(o.get("mirostat_tau", 5.0)),
             "mirostat_eta": float(o.get("mirostat_eta", 0.1)),
-            "seed": int(o["seed"]) % 2**32 if int(o.get("seed", -1)) >= 0 else None,
+            # 0xFFFFFFFF is llama.cpp's "random seed": an explicit seed never becomes it
+            "seed": int(o["seed"]) % 0xFFFFFFFF if int(o.get("seed", -1)) >= 0 else None,
             "stop": [*stops, *(s for s in o.get("stop", []) if isinstance(s, str))],
         }
 

@@ -3,7 +3,9 @@
 Frames arrive through an asyncio subprocess protocol, so no task has to sit reading: each message
 goes straight to the queue of the request it answers. When the process ends, every request still
 waiting gets a `RunnerCrashed` naming the signal or exit status and the last lines of its stderr,
-after whatever pieces had already arrived.
+after whatever pieces had already arrived. A stream that is not frames (a frame over the size
+limit, bytes msgpack cannot decode) kills the runner: its requests end with that error at once,
+and the next request starts a fresh runner.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import sys
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
+import msgspec
 import psutil
 
 from localforge.errors import BackendFailed, BadRequest, LocalForgeError, RunnerCrashed, Unsupported
 from localforge.runner.protocol import (
     RUNNER_MODULE,
+    BrokenStream,
     Cancel,
     Done,
     Embed,
@@ -69,8 +73,19 @@ class _Pipes(asyncio.SubprocessProtocol):
         if fd == 2:
             self.runner.stderr_received(data)
             return
-        for body in self.frames.feed(data):
-            self.runner.deliver(from_runner.decode(body))
+        if self.runner.broken:
+            return  # nothing after a broken frame can be trusted; the runner is being killed
+        try:
+            bodies = self.frames.feed(data)
+            messages = [from_runner.decode(body) for body in bodies]
+        except (BrokenStream, msgspec.DecodeError) as exc:
+            self.runner.break_stream(str(exc))
+            return
+        finally:
+            if noise := self.frames.noise():
+                self.runner.stderr_received(noise)
+        for message in messages:
+            self.runner.deliver(message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.runner.ended()
@@ -89,10 +104,11 @@ class Runner:
         self._pending: dict[int, asyncio.Queue[FromRunner | _Gone]] = {}
         self._ids = itertools.count(1)
         self.stopping = False
+        self.broken = ""  # why its stream could not be read, once it could not
         self.alive = True
         self._ended = asyncio.Event()
-        self.answers = 0  # requests answered in full: a crash before the first is a first-decode crash
-        self.started_answers = 0
+        self.started_answers = 0  # requests sent
+        self.answered = False  # a piece or an answer came back: a crash now is not a first decode's
 
     @classmethod
     async def start(cls, label: str, load: Load, env: dict[str, str] | None = None,
@@ -117,6 +133,10 @@ class Runner:
     def pid(self) -> int | None:
         return self.transport.get_pid() if self.transport else None
 
+    @property
+    def returncode(self) -> int | None:
+        return self.transport.get_returncode() if self.transport else None
+
     # requests
     async def infer(self, message: Infer) -> AsyncIterator[Piece | Done]:
         queue = self._open(message.id)
@@ -128,7 +148,6 @@ class Runner:
                 item = self._check(await queue.get())
                 if isinstance(item, Done):
                     finished = True
-                    self.answers += 1
                     yield item
                     return
                 if isinstance(item, Piece):
@@ -147,7 +166,6 @@ class Runner:
             while True:
                 item = self._check(await queue.get())
                 if isinstance(item, Embedded):
-                    self.answers += 1
                     return item
         finally:
             self._pending.pop(request_id, None)
@@ -177,11 +195,15 @@ class Runner:
         pipe.write(frame(message))  # type: ignore[attr-defined]
 
     def crash_error(self) -> RunnerCrashed:
-        returncode = self.transport.get_returncode() if self.transport else None
+        returncode = self.returncode
         tail = "; ".join([line.strip() for line in self.stderr if line.strip()][-STDERR_CAUSE_LINES:])
-        cause = describe_exit(returncode)
+        cause = f"its output could not be read ({self.broken})" if self.broken else describe_exit(returncode)
         return RunnerCrashed(f"llama runner process has terminated: {cause}"
                              + (f": {tail}" if tail else "") + f" (model '{self.label}')")
+
+    def crash_report(self) -> str:
+        """The crash and the last lines the runner wrote to stderr, for the server's log."""
+        return "\n".join([self.crash_error().message, *self.stderr])
 
     # events from the process
     def deliver(self, message: FromRunner) -> None:
@@ -193,9 +215,15 @@ class Runner:
             if not self.loaded.done():
                 self.loaded.set_exception(_ERRORS[message.kind](message.message))
             return
+        self.answered = self.answered or not isinstance(message, Failed)
         queue = self._pending.get(message.id)
         if queue is not None:  # else: the answer of a request that was cancelled
             queue.put_nowait(message)
+
+    def break_stream(self, why: str) -> None:
+        log.warning("runner for %s wrote something that is not a frame (%s); killing it", self.label, why)
+        self.broken = why
+        self.kill()
 
     def stderr_received(self, data: bytes) -> None:
         lines = (self._partial_line + data).split(b"\n")
@@ -215,10 +243,10 @@ class Runner:
             self.loaded.set_exception(self.crash_error())
         for queue in self._pending.values():
             queue.put_nowait(_Gone())
-        if not self.stopping:
-            log.warning("%s\n%s", self.crash_error().message, "\n".join(self.stderr))
         if self.on_exit is not None:
-            self.on_exit(self)
+            self.on_exit(self)  # the owner says what the end means, and logs it
+        elif not self.stopping:
+            log.warning("%s", self.crash_report())
 
     # the end
     async def stop(self, timeout: float = 5.0) -> None:

@@ -1,13 +1,16 @@
 """A runner process: one model configuration, served over stdin/stdout until the server says stop.
 
-The protocol owns the original stdout; file descriptor 1 is pointed at stderr so that anything
-llama.cpp prints cannot corrupt a frame. A reader thread takes frames off stdin: a `Cancel` marks
-its request at once (the decode loop checks between tokens), everything else queues for the main
-thread. When stdin closes, the server is gone, and so is the runner.
+The protocol owns the original stdout (`__main__` takes it before any import); file descriptor 1
+points at stderr, so that anything llama.cpp prints cannot corrupt a frame. A reader thread takes
+frames off stdin: a `Cancel` marks its request at once (the decode loop checks between tokens),
+everything else queues for the main thread. When stdin closes, the server is gone, and so is the
+runner.
 
 `LOCALFORGE_RUNNER_FAULT` provokes a real fault, for tests: `segv-first-decode` segfaults on the
 first decode unless extra buffer types are off (what llama.cpp's AMX path does), `segv-decode`
-on every decode, `exception-decode` raises an exception the runner does not handle. A suffix
+on every decode, `exception-decode` raises an exception the runner does not handle,
+`garbage-output` writes bytes that are not a frame and `huge-frame` a frame header over the
+size limit, then go on serving as if nothing happened; `segv-load` segfaults while loading. A suffix
 `@TEXT` limits it to models whose file name contains TEXT; several are separated by commas.
 """
 
@@ -28,6 +31,8 @@ from localforge.runner import buffers
 from localforge.runner.engine import Engine, RequestError, gpu_offload
 from localforge.runner.protocol import (
     HEADER,
+    MARK,
+    MAX_FRAME,
     Cancel,
     Done,
     Embed,
@@ -49,19 +54,30 @@ class InjectedFault(Exception):
 
 
 class Fault:
-    def __init__(self, spec: str, model_path: str, safe_mode: bool) -> None:
+    def __init__(self, spec: str, model_path: str, safe_mode: bool, out: BinaryIO) -> None:
         self.kind = ""
         for part in filter(None, spec.split(",")):
             kind, _, where = part.strip().partition("@")
             if where in Path(model_path).name:
                 self.kind = kind
         self.safe_mode = safe_mode
+        self.out = out
+
+    def at_load(self) -> None:
+        if self.kind == "segv-load":
+            ctypes.string_at(0)
 
     def before_decode(self) -> None:
         if self.kind == "segv-decode" or (self.kind == "segv-first-decode" and not self.safe_mode):
             ctypes.string_at(0)  # a real SIGSEGV, as a native fault would be
         if self.kind == "exception-decode":
             raise InjectedFault("injected by LOCALFORGE_RUNNER_FAULT")
+        if self.kind == "garbage-output":
+            self.out.write(HEADER.pack(5) + b"\xc1\xc1\xc1\xc1\xc1")  # 0xc1: never valid msgpack
+            self.out.flush()
+        if self.kind == "huge-frame":
+            self.out.write(HEADER.pack(MAX_FRAME + 1))
+            self.out.flush()
 
 
 def _read_exactly(fd: int, size: int) -> bytes | None:
@@ -90,6 +106,7 @@ def _read_frames(fd: int, inbox: queue.Queue[ToRunner], cancelled: set[int]) -> 
 class Outbox:
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
+        out.write(MARK)
 
     def send(self, message: FromRunner) -> None:
         self.out.write(frame(message))
@@ -151,10 +168,7 @@ def resident_bytes() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def main() -> None:
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
+def main(out: BinaryIO) -> None:
     inbox: queue.Queue[ToRunner] = queue.Queue()
     cancelled: set[int] = set()
     threading.Thread(target=_read_frames, args=(sys.stdin.fileno(), inbox, cancelled), daemon=True).start()
@@ -165,7 +179,8 @@ def main() -> None:
     base_rss = resident_bytes()
     buffers.listen()
     fault = Fault(os.environ.get("LOCALFORGE_RUNNER_FAULT", ""), str(load.params.get("model_path")),
-                  load.safe_mode)
+                  load.safe_mode, out)
+    fault.at_load()
     try:
         worker = Engine(load) if load.params.get("embedding") else Slots(load)
     except RequestError as exc:

@@ -1,6 +1,8 @@
 """What the server and a runner process say to each other: msgspec messages in length-prefixed frames.
 
-Each frame is a 4-byte big-endian length and one msgpack-encoded message. The server sends `Load`
+The runner's stream starts with `MARK`, then each frame is a 4-byte big-endian length and one
+msgpack-encoded message; whatever an import printed before the runner took over its stdout comes
+before the mark and is only logged. The server sends `Load`
 once, then any number of `Infer`/`Embed`, `Cancel` for an answer it no longer wants, and `Stop`.
 The runner answers `Loaded` (or `Failed` with id 0), streams `Piece`s and then one `Done` for an
 answer, `Embedded` for an embedding, and `Failed` for a request it could not serve.
@@ -15,7 +17,8 @@ import msgspec
 
 RUNNER_MODULE = "localforge.runner"  # what the server runs: python -m localforge.runner
 HEADER = struct.Struct(">I")
-MAX_FRAME = 1 << 30
+MARK = b"\x00LOCALFORGE-RUNNER-1\x00"
+MAX_FRAME = 256 << 20  # the largest answer, a batch of embeddings, is a few tens of MB
 
 
 class Load(msgspec.Struct, tag=True):
@@ -99,24 +102,50 @@ def frame(message: ToRunner | FromRunner) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+class BrokenStream(Exception):
+    """The runner's stream is not frames: the runner cannot be trusted with another request."""
+
+
 class Frames:
-    """Splits a byte stream into frame bodies, however the bytes arrive."""
+    """Splits a runner's stream into frame bodies, however the bytes arrive. The bytes before
+    `MARK` are noise (`noise()` hands them over); a frame over `MAX_FRAME` is a `BrokenStream`."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self._marked = False
+        self._noise = bytearray()
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
+        if not self._marked and not self._find_mark():
+            return []
         bodies = []
         while len(self._buffer) >= HEADER.size:
             (size,) = HEADER.unpack_from(self._buffer)
             if size > MAX_FRAME:
-                raise ValueError(f"frame of {size} bytes")
+                raise BrokenStream(f"a frame of {size} bytes, over the limit of {MAX_FRAME}")
             if len(self._buffer) < HEADER.size + size:
                 break
             bodies.append(bytes(self._buffer[HEADER.size:HEADER.size + size]))
             del self._buffer[:HEADER.size + size]
         return bodies
+
+    def _find_mark(self) -> bool:
+        at = self._buffer.find(MARK)
+        keep = 0 if at >= 0 else len(MARK) - 1  # the mark may be split across two reads
+        cut = at if at >= 0 else max(0, len(self._buffer) - keep)
+        self._noise += self._buffer[:cut]
+        del self._buffer[:cut]
+        if at < 0:
+            return False
+        del self._buffer[:len(MARK)]
+        self._marked = True
+        return True
+
+    def noise(self) -> bytes:
+        """What came before the mark, since the last call."""
+        noise, self._noise = bytes(self._noise), bytearray()
+        return noise
 
 
 def on_gpu(device: str) -> bool:

@@ -1,8 +1,8 @@
 """Continuous batching: one llama.cpp context, `parallel` sequences, one decode loop.
 
 Each slot is a llama.cpp sequence with a stream of `num_ctx` cells of its own (a non-unified KV
-cache of `num_ctx x parallel`). Every `step` decodes one batch: the next token of each answering sequence,
-plus as much of newly admitted prompts as the batch has room for. A sequence joins between steps
+cache of `num_ctx x parallel`). Every `step` decodes the next token of each answering sequence
+in one batch, then up to `num_batch` tokens of waiting prompts. A sequence joins between steps
 and leaves as soon as it ends or is cancelled. Each keeps its own sampler chain (options, seed,
 grammar), stop strings and token cap. A slot remembers the tokens its cells hold, so the next
 turn of a conversation evaluates only what is new (the prompt cache), and a prompt that starts
@@ -37,12 +37,6 @@ def _init_backend() -> None:
         set_verbose(False)  # llama.cpp's errors only, so that a crash's stderr tail says why
         llama.llama_backend_init()
         _backend_ready = True
-
-
-# llama.h: llama_sampler_init_penalties(int32 last_n, float repeat, float freq, float present);
-# llama-cpp-python 0.3.36 declares an extra int32, so call the symbol with its real signature
-_penalties = ctypes.CFUNCTYPE(llama.llama_sampler_p_ctypes, ctypes.c_int32, ctypes.c_float, ctypes.c_float,
-                              ctypes.c_float)(("llama_sampler_init_penalties", llama._lib))
 
 
 @dataclass(slots=True)
@@ -81,10 +75,11 @@ class Slots:
             raise RequestError("backend", f"llama.cpp could not load the model {p['model_path']}")
         self.parallel = max(1, load.parallel)
         self.n_ctx = int(p["n_ctx"])  # per sequence
-        self.n_batch = max(1, int(p.get("n_batch", 512)))
+        self.n_batch = max(1, int(p.get("n_batch", 512)))  # prompt tokens a step reads
         ctx_params = llama.llama_context_default_params()
         ctx_params.n_ctx = self.n_ctx * self.parallel
-        ctx_params.n_batch = ctx_params.n_ubatch = self.n_batch
+        ctx_params.n_batch = max(self.n_batch, self.parallel)  # every slot's next token fits one decode
+        ctx_params.n_ubatch = self.n_batch
         ctx_params.n_seq_max = self.parallel
         # a stream of num_ctx cells for each sequence: its cells sit where they would if it ran
         # alone, so a greedy answer does not depend on what else is in the batch (in one unified
@@ -99,7 +94,7 @@ class Slots:
         self.vocab = llama.llama_model_get_vocab(self.model)
         self.n_vocab = llama.llama_vocab_n_tokens(self.vocab)
         self.memory = llama.llama_get_memory(self.ctx)
-        self.batch = llama.llama_batch_init(self.n_batch, 0, 1)
+        self.batch = llama.llama_batch_init(max(self.n_batch, self.parallel), 0, 1)
         self.cached: list[list[int]] = [[] for _ in range(self.parallel)]  # tokens each slot's cells hold
         self.active: dict[int, Sequence] = {}  # request id -> sequence
         self._piece = ctypes.create_string_buffer(256)
@@ -176,22 +171,32 @@ class Slots:
         return common
 
     def _sampler(self, o: dict[str, Any], schema: str | dict[str, Any] | None) -> Any:
+        """The request's sampler chain, in llama-cpp-python's order (`Llama._init_sampler`):
+        penalties over the answer's last tokens, the grammar, then greedy or the random samplers.
+        Every function is called through the binding's own declaration of its C signature."""
         chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+        add = lambda sampler: llama.llama_sampler_chain_add(chain, sampler)  # noqa: E731
+        last_n = int(o.get("repeat_last_n", 64))
+        add(llama.llama_sampler_init_penalties(self.n_vocab, self.n_ctx if last_n < 0 else last_n,
+                                               float(o.get("repeat_penalty", 1.1)),
+                                               float(o.get("frequency_penalty", 0.0)),
+                                               float(o.get("presence_penalty", 0.0))))
         if schema not in (None, ""):
             grammar = _grammar_text(schema)
             sampler = llama.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
             if not sampler:
                 llama.llama_sampler_free(chain)
                 raise RequestError("bad_request", "invalid format: llama.cpp cannot build a grammar from it")
-            llama.llama_sampler_chain_add(chain, sampler)
-        add = lambda sampler: llama.llama_sampler_chain_add(chain, sampler)  # noqa: E731
-        add(_penalties(64, float(o.get("repeat_penalty", 1.0)), float(o.get("frequency_penalty", 0.0)),
-                       float(o.get("presence_penalty", 0.0))))
+            add(sampler)
         seed = o.get("seed")
         seed = llama.LLAMA_DEFAULT_SEED if seed is None else int(seed) & 0xFFFFFFFF
         temperature = float(o.get("temperature", 0.8))
         if temperature <= 0:
             add(llama.llama_sampler_init_greedy())
+        elif int(o.get("mirostat_mode", 0)) == 1:
+            add(llama.llama_sampler_init_temp(temperature))
+            add(llama.llama_sampler_init_mirostat(self.n_vocab, seed, float(o.get("mirostat_tau", 5.0)),
+                                                  float(o.get("mirostat_eta", 0.1)), 100))
         elif int(o.get("mirostat_mode", 0)) == 2:
             add(llama.llama_sampler_init_temp(temperature))
             add(llama.llama_sampler_init_mirostat_v2(seed, float(o.get("mirostat_tau", 5.0)),
@@ -211,45 +216,55 @@ class Slots:
 
     # the loop
     def step(self) -> list[Event]:
-        """Decode one batch for every active sequence; the pieces and ends it produced."""
-        outputs = self._fill_batch()
-        if not outputs:
-            return []
-        result = llama.llama_decode(self.ctx, self.batch)
+        """One step: the next token of every answering sequence in one decode, then waiting
+        prompts in chunks of `num_batch` tokens, up to `num_batch` prompt tokens a step. A long
+        prompt takes several steps while the answers in flight keep moving. Returns the pieces
+        and ends the step produced.
+
+        A prompt is read exactly as llama.cpp reads it alone (`Llama.eval`): in chunks of
+        `num_batch` from where the slot's cache ends, each chunk in a decode of its own. Split
+        otherwise, or decoded beside other sequences (llama.cpp then cuts the batch into ubatches
+        holding as many tokens of each sequence), its rows go through other kernels, and on a CPU
+        its greedy answer can drift from the one it gets alone (measured with SmolLM2)."""
+        answering = []
+        for sequence in self.active.values():
+            if sequence.last is not None:
+                answering.append((sequence, [sequence.last]))
+                sequence.last = None
+        events = self._decode(answering) if answering else []
+        room = self.n_batch
+        for sequence in list(self.active.values()):
+            chunk = sequence.pending[:self.n_batch]
+            if chunk and len(chunk) <= room:  # a chunk that does not fit waits for the next step
+                del sequence.pending[:len(chunk)]
+                room -= len(chunk)
+                events += self._decode([(sequence, chunk)])
+        return events
+
+    def _decode(self, work: list[tuple[Sequence, list[int]]]) -> list[Event]:
+        """Decode each sequence's tokens in one batch; sample the next token of every sequence
+        whose prompt is then complete."""
+        batch, n, outputs = self.batch, 0, []
+        for sequence, tokens in work:
+            cells = self.cached[sequence.slot]
+            for i, token in enumerate(tokens):
+                logits = i == len(tokens) - 1 and not sequence.pending
+                batch.token[n], batch.pos[n] = token, len(cells)
+                batch.n_seq_id[n], batch.seq_id[n][0], batch.logits[n] = 1, sequence.slot, logits
+                cells.append(token)
+                if logits:
+                    outputs.append((n, sequence))
+                n += 1
+        batch.n_tokens = n
+        result = llama.llama_decode(self.ctx, batch)
         if result != 0:
-            return [self._fail(s, f"llama_decode failed ({result})") for s in list(self.active.values())]
+            return [self._fail(sequence, f"llama_decode failed ({result})") for sequence, _ in work]
         events: list[Event] = []
         for index, sequence in outputs:
             token = llama.llama_sampler_sample(sequence.sampler, self.ctx, index)
             sequence.first_ns = sequence.first_ns or time.perf_counter_ns()
             events += self._advance(sequence, token)
         return events
-
-    def _fill_batch(self) -> list[tuple[int, Sequence]]:
-        """Put each answering sequence's last token, then waiting prompt tokens, in the batch;
-        return the batch positions whose logits are sampled, with their sequences."""
-        batch, n, outputs = self.batch, 0, []
-
-        def put(token: int, sequence: Sequence, logits: bool) -> None:
-            nonlocal n
-            batch.token[n], batch.pos[n] = token, len(self.cached[sequence.slot])
-            batch.n_seq_id[n], batch.seq_id[n][0], batch.logits[n] = 1, sequence.slot, logits
-            self.cached[sequence.slot].append(token)
-            if logits:
-                outputs.append((n, sequence))
-            n += 1
-
-        for sequence in self.active.values():
-            if sequence.last is not None:
-                put(sequence.last, sequence, True)
-                sequence.last = None
-        for sequence in self.active.values():
-            taken = sequence.pending[:self.n_batch - n]
-            del sequence.pending[:len(taken)]
-            for i, token in enumerate(taken):
-                put(token, sequence, not sequence.pending and i == len(taken) - 1)
-        batch.n_tokens = n
-        return outputs
 
     def _advance(self, sequence: Sequence, token: int) -> list[Event]:
         if llama.llama_vocab_is_eog(self.vocab, token):

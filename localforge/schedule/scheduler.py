@@ -286,6 +286,8 @@ class Scheduler:
             error = exc if isinstance(exc, LocalForgeError) else BackendFailed(
                 f"{place.entry.backend.name} could not load model '{place.entry.card.name}'")
             log.warning("loading %s failed: %s", key, exc)
+            if isinstance(exc, RunnerCrashed):  # its runner died while loading
+                self.meter.crashes[config.model] += 1
             for ticket_id in self.policy.load_failed(key):
                 self._failures[ticket_id] = error
                 if event := self._grants.pop(ticket_id, None):
