@@ -172,7 +172,8 @@ class Pipeline:
                         sensitive: bool) -> None:
         # what an evaluator asks about a sensitive prompt quotes it: private, whatever
         # private_stays_local says (a remote judge is an opt-in for the other prompts only)
-        score = await judge.grade(evaluator, request, answer, PrivateAsker(self) if sensitive else self)
+        asker: judge.Asker = PrivateAsker(self) if sensitive else self
+        score = await judge.grade(evaluator, request, answer, asker)
         if score is not None and self.routing is not None:
             await self.routing.judged(request.request_id, model, score, evaluator.name)
 

@@ -87,9 +87,11 @@ class Judge:
             served = await pipeline.run(request, "judge")
             text = "".join([e.text async for e in served.events if isinstance(e, Delta)])
         except StaysLocal as exc:
-            hint = ("the prompt was flagged sensitive" if self.remote else
-                    "set `remote = true` in [judge] to let a remote model grade prompts not flagged sensitive")
-            log.info("the judge did not grade %s: %s (%s)", request.request_id, exc.message, hint)
+            if self.remote:  # opted in: only a prompt flagged sensitive is kept from it
+                log.info("the judge did not grade a request: %s (the prompt was flagged sensitive)", exc.message)
+            else:
+                log.warning("the judge did not grade a request: %s; set `remote = true` in [judge] to let "
+                            "a remote model grade the prompts not flagged sensitive", exc.message)
             return None
         try:
             grade = int(json.loads(text)["grade"])
