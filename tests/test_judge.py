@@ -154,7 +154,7 @@ def judged(server: RunningServer, count: int) -> list[tuple[str, str]]:
 
 
 def test_a_remote_judge_never_reads_a_sensitive_prompt(tmp_path: Path) -> None:
-    cloud = start_flaky(tmp_path / "cloud")
+    cloud = start_flaky(tmp_path)
     models = tmp_path / "models"
     models.mkdir()
     write_tiny_llama(models / "tiny.gguf")
@@ -181,7 +181,7 @@ def test_a_remote_judge_never_reads_a_sensitive_prompt(tmp_path: Path) -> None:
 
 
 def test_a_remote_judge_needs_an_opt_in(tmp_path: Path) -> None:
-    cloud = start_flaky(tmp_path / "cloud")
+    cloud = start_flaky(tmp_path)
     models = tmp_path / "models"
     models.mkdir()
     write_tiny_llama(models / "tiny.gguf")
@@ -200,7 +200,7 @@ def test_a_remote_judge_needs_an_opt_in(tmp_path: Path) -> None:
 def test_a_sensitive_prompt_does_not_fall_back_to_a_remote_model(tmp_path: Path) -> None:
     """The local model crashes on every decode: the request is retried on a fresh runner, then
     fails; the remote candidate, the only one left, is never tried with the private prompt."""
-    cloud = start_flaky(tmp_path / "cloud")
+    cloud = start_flaky(tmp_path)
     models = tmp_path / "models"
     models.mkdir()
     write_tiny_llama(models / "tiny.gguf")

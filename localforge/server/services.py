@@ -9,11 +9,11 @@ from litestar import Request
 from litestar.datastructures import State
 
 from localforge.config import Settings
-from localforge.server import auth
 from localforge.memory.db import Database
 from localforge.pipeline import Pipeline
 from localforge.route.registry import Registry
 from localforge.schedule.scheduler import Scheduler
+from localforge.server import auth
 from localforge.store.layout import ModelStore
 
 
