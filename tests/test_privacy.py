@@ -165,12 +165,12 @@ def plant(url: str, secret: str) -> None:
 
 def wait_for_the_judge(data_dir: Path, count: int) -> None:
     db = sqlite3.connect(data_dir / "localforge.db")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if db.execute("select count(*) from requests where endpoint = 'judge'").fetchone()[0] >= count:
-            break
+    deadline, judged = time.monotonic() + 60, 0
+    while judged < count and time.monotonic() < deadline:
+        judged = db.execute("select count(*) from requests where endpoint = 'judge' and status = 'ok'").fetchone()[0]
         time.sleep(0.2)
     db.close()
+    assert judged == count
 
 
 def test_a_planted_secret_lands_nowhere_and_forget_wipes_a_stored_one(tmp_path: Path) -> None:
@@ -184,6 +184,7 @@ def test_a_planted_secret_lands_nowhere_and_forget_wipes_a_stored_one(tmp_path: 
     write_tiny_llama(models / "crashy.gguf", seed=5)
     env = {"LOCALFORGE_RUNNER_FAULT": "exception-decode@crashy"}
     secret = f"okapi{uuid.uuid4().hex[:12]}"  # nothing the sensitivity profiler flags
+    (tmp_path / "off").mkdir()
     running = start_server(tmp_path / "off", models, crash_config(""), env=env, log_level="debug")
     try:
         plant(running.url, secret)
@@ -201,6 +202,7 @@ def test_a_planted_secret_lands_nowhere_and_forget_wipes_a_stored_one(tmp_path: 
 
     kept = f"okapi{uuid.uuid4().hex[:12]}"
     data_dir = tmp_path / "on" / "data"
+    (tmp_path / "on").mkdir()
     running = start_server(tmp_path / "on", models, crash_config("store_prompts = true\n"), env=env,
                            log_level="debug")
     try:
