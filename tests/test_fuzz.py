@@ -246,18 +246,35 @@ def stream_errors(response: httpx.Response) -> list[str]:
     return found
 
 
-def judge_answer(g: dict[str, Any], body: dict[str, Any], response: httpx.Response, log: str) -> None:
+def judge_answer(g: dict[str, Any], body: dict[str, Any], response: httpx.Response, server: RunningServer,
+                 history: list[tuple[str, dict[str, Any]]]) -> None:
     if g["model"] == UNREACHABLE and response.status_code >= 500:
         assert response.status_code in (502, 503), response.text
         assert "nowhere" in response.text, response.text  # it names the endpoint
         return
-    assert response.status_code < 500, (body, response.status_code, response.text, log[-3000:])
+    failure = [] if response.status_code < 500 else [response.text]
     if response.status_code == 200:
-        assert not stream_errors(response), (body, stream_errors(response), log[-3000:])
+        failure = stream_errors(response)
+    if failure:
+        # the server keeps its slots between examples, so hypothesis cannot replay one alone:
+        # every request since it started is kept for a replay (in order; pairs were concurrent)
+        replay = server.data_dir.parent / "fuzz-sequence.json"
+        replay.write_text(json.dumps([{"path": p, "body": b} for p, b in history], indent=1))
+        raise AssertionError(f"{g['api']} answered {response.status_code} {failure[:2]} to {body!r}; "
+                             f"the {len(history)} requests since the server started are in {replay}; "
+                             f"server log: {server.log()[-2000:]}")
 
 
 def test_sequences_of_hostile_generations_never_get_a_5xx(sequence_server: RunningServer) -> None:
+    history: list[tuple[str, dict[str, Any]]] = []
     with httpx.Client(base_url=sequence_server.url, timeout=60) as http, ThreadPoolExecutor(2) as pool:
+
+        def send(g: dict[str, Any], body: dict[str, Any]) -> httpx.Response:
+            history.append((g["api"], body))
+            try:
+                return http.post(g["api"], json=body)
+            except httpx.HTTPError as exc:
+                raise AssertionError(f"{g['api']} dropped the connection on {body!r}: {exc!r}") from exc
 
         @settings(max_examples=40, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
@@ -269,16 +286,12 @@ def test_sequences_of_hostile_generations_never_get_a_5xx(sequence_server: Runni
                 batch.append((g, body))
                 if with_next and len(batch) < 2:
                     continue  # sent together with the next one: two slots decode in one batch
-                sent = [(g, body, pool.submit(http.post, g["api"], json=body)) for g, body in batch]
+                sent = [(g, body, pool.submit(send, g, body)) for g, body in batch]
                 batch = []
                 for g, body, future in sent:
-                    try:
-                        response = future.result()
-                    except httpx.HTTPError as exc:
-                        raise AssertionError(f"{g['api']} dropped the connection on {body!r}: {exc!r}") from exc
-                    judge_answer(g, body, response, sequence_server.log())
+                    judge_answer(g, body, future.result(), sequence_server, history)
             for g, body in batch:
-                judge_answer(g, body, http.post(g["api"], json=body), sequence_server.log())
+                judge_answer(g, body, send(g, body), sequence_server, history)
             assert sequence_server.process.poll() is None, sequence_server.log()[-3000:]
 
         started = time.monotonic()
