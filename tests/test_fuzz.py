@@ -158,13 +158,13 @@ def test_no_body_gets_a_5xx_or_kills_the_server(fuzz_server: RunningServer, tmp_
 UNREACHABLE = "nowhere/ghost"  # an OpenAI-compatible endpoint nobody listens on
 SEEDS = st.sampled_from([0, 1, -1, -2, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**53 + 1, 2**63 - 1, -(2**63),
                          9223372036854775807])
-CAPS = st.sampled_from([1, 1, 1, 2, 3, 0, 8])  # -1/-2 (to the end of the context) would be slow, not new
+CAPS = st.sampled_from([1, 1, 1, 2, 3, 0])  # -1/-2 (to the end of the context) would be slow, not new
 STOPS = st.none() | st.lists(st.sampled_from(["\n", "", " ", "a", "</s>", "<|im_end|>", "x" * 60, "é", "\u0000",
                                               "lorem ipsum dolor"]), max_size=6)
 WORD = st.sampled_from(["the", "cat", "é", "日本", "🙂", "x", "\n", " ", "<|im_start|>", "{{", "</s>"])
 SHORT = st.lists(WORD, min_size=1, max_size=8).map(" ".join)
 LONG = st.integers(520, 1700).map(lambda n: ("lorem ipsum dolor sit amet " * 80)[:n])  # over a batch
-PROMPT = st.one_of(SHORT, SHORT, LONG, st.just("same"), st.just("start"))  # same/start: as the last one
+PROMPT = st.one_of(SHORT, SHORT, SHORT, LONG, st.just("same"), st.just("start"))  # same/start: as the last one
 SAMPLING = st.fixed_dictionaries({}, optional={
     "temperature": st.sampled_from([0, 0.0, 1e-9, 0.7, 2.0, 100.0]), "top_k": st.sampled_from([0, 1, -1, 10**6]),
     "top_p": st.sampled_from([0.0, 1e-9, 1.0]), "min_p": st.sampled_from([0.0, 0.99, 1.0]),
@@ -175,8 +175,9 @@ GENERATION = st.fixed_dictionaries({
     "api": st.sampled_from(["/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions"]),
     "model": st.sampled_from(["tiny"] * 8 + ["tiny-two", UNREACHABLE]),
     "prompt": PROMPT, "seed": SEEDS, "cap": CAPS, "stop": STOPS, "sampling": SAMPLING,
-    "stream": st.booleans(), "raw": st.booleans(), "json": st.sampled_from([False] * 5 + [True])})
-SEQUENCES = st.lists(st.tuples(GENERATION, st.booleans()), min_size=2, max_size=6)  # bool: with the next
+    # a grammar is slow to build: one request in ten asks for JSON
+    "stream": st.booleans(), "raw": st.booleans(), "json": st.sampled_from([False] * 9 + [True])})
+SEQUENCES = st.lists(st.tuples(GENERATION, st.booleans()), min_size=2, max_size=5)  # bool: with the next
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +277,7 @@ def test_sequences_of_hostile_generations_never_get_a_5xx(sequence_server: Runni
             except httpx.HTTPError as exc:
                 raise AssertionError(f"{g['api']} dropped the connection on {body!r}: {exc!r}") from exc
 
-        @settings(max_examples=40, deadline=None, database=None, derandomize=True,
+        @settings(max_examples=25, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
         @given(SEQUENCES)
         def check(sequence: list[tuple[dict[str, Any], bool]]) -> None:
@@ -296,5 +297,5 @@ def test_sequences_of_hostile_generations_never_get_a_5xx(sequence_server: Runni
 
         started = time.monotonic()
         check()
-        assert time.monotonic() - started < 90
+        assert time.monotonic() - started < 75
     assert "Traceback" not in sequence_server.log(), sequence_server.log()[-3000:]
