@@ -1,9 +1,9 @@
 """One typed settings object, built from defaults < TOML file < environment < command line.
 
 Environment: every top-level setting but the tables (`models`, `router`, `profile`) has a
-`LOCALFORGE_<FIELD>` that overrides it; a list (`origins`, `api_keys`) is comma-separated, and
-`LOCALFORGE_API_KEY` is the one the CLI sends too. `OLLAMA_HOST`, `OLLAMA_KEEP_ALIVE` and
-`OLLAMA_ORIGINS` are honoured as Ollama does, below the LOCALFORGE_ ones. Sections of the TOML
+`LOCALFORGE_<FIELD>` that overrides it; a list (`origins`, `allowed_hosts`, `api_keys`) is
+comma-separated, and `LOCALFORGE_API_KEY` is the one the CLI sends too. `OLLAMA_HOST`,
+`OLLAMA_KEEP_ALIVE` and `OLLAMA_ORIGINS` are honoured as Ollama does, below the LOCALFORGE_ ones. Sections of the TOML
 file that LocalForge itself does not know are kept in `plugins` for plugins to read.
 """
 
@@ -66,6 +66,9 @@ class Settings(msgspec.Struct, kw_only=True):
     runner_cooldown_s: float = 60.0
     demo_models: bool = True
     origins: list[str] = []
+    # Host names a request may be addressed to while the server listens on loopback, beside
+    # localhost, loopback and private addresses and the host names of `origins` (DNS rebinding)
+    allowed_hosts: list[str] = []
     # when set, every endpoint but `GET /` and `/api/version` needs `Authorization: Bearer KEY`
     api_keys: list[str] = []
     hf_endpoint: str = "https://huggingface.co"
@@ -97,7 +100,7 @@ _KNOWN = set(Settings.__struct_fields__) - {"plugins"}
 # the tables have no environment form: a TOML table does not fit in one variable
 NOT_IN_ENV = ("models", "router", "profile", "plugins")
 ENV_FIELDS = tuple(f for f in Settings.__struct_fields__ if f not in NOT_IN_ENV)
-_LISTS = ("origins", "api_keys")
+_LISTS = ("origins", "allowed_hosts", "api_keys")
 
 
 def parse_ollama_host(value: str) -> tuple[str, int]:

@@ -63,6 +63,11 @@ class Unavailable(LocalForgeError):
     status = 503
 
 
+class StaysLocal(Unavailable):
+    """A private request (it carries what the sensitivity profiler flagged) and a remote model:
+    refused before a byte is sent."""
+
+
 class Canceled(LocalForgeError):
     status = 499
 

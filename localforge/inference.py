@@ -63,6 +63,12 @@ class Inference:
     think: bool | str | None = None
     stream: bool = True
     client: str = ""
+    # whose prompt cache it may reuse: with api_keys, a hash of its key (auth.key_scope); a
+    # prompt cached for one scope is evaluated afresh for another, so no key learns another's
+    scope: str = ""
+    # it carries what the sensitivity profiler flagged (or quotes such a prompt, as the judge's
+    # question does): no remote model serves it, whichever way it goes (pipeline.Pipeline._serve)
+    private: bool = False
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     received_ns: int = field(default_factory=time.monotonic_ns)
     # the client's disconnect, passed along with its request; None: no client to lose (the judge)

@@ -18,14 +18,14 @@ import anyio
 import pluggy
 from anyio.abc import TaskGroup
 
-from localforge.errors import BackendFailed, LocalForgeError, RunnerCrashed, Unavailable
+from localforge.errors import BackendFailed, LocalForgeError, RunnerCrashed, StaysLocal, Unavailable
 from localforge.inference import Delta, Embedding, Event, Final, Inference
 from localforge.memory.records import Recorder, RequestRecord
 from localforge.plugins import call_all
 from localforge.route import judge
 from localforge.route.auto import Routed, Routing, preset_of
 from localforge.route.judge import Evaluator
-from localforge.route.registry import Entry, Registry
+from localforge.route.registry import Entry, Registry, routing_facts
 from localforge.schedule.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,17 @@ class Pipeline:
     async def route(self, request: Inference) -> Entry:
         return await self.registry.resolve(request.model)
 
+    def is_remote(self, entry: Entry) -> bool:
+        """Where a model runs, as the router's privacy policy sees it: its card, then the config."""
+        configured = self.routing.settings.models if self.routing is not None else {}
+        return routing_facts(entry.card.name, entry.card, configured).locality == "remote"
+
+    def _keep_private(self, entry: Entry, request: Inference) -> None:
+        """The last gate before a backend, whichever path led here (auto's choice or fallback, a
+        retry, an evaluator's request, an embedding): a private request never goes remote."""
+        if request.private and self.is_remote(entry):
+            raise StaysLocal(f"private data stays on local models: '{entry.card.name}' is remote")
+
     async def run(self, request: Inference, endpoint: str) -> Served:
         """Resolve the model now (so a bad name fails before any byte is sent); stream later."""
         record = RequestRecord(id=request.request_id, endpoint=endpoint,
@@ -78,6 +89,8 @@ class Pipeline:
                 return Served(None, self._load_auto(request, record),
                               {"X-LocalForge-Request-Id": request.request_id})
             routed = await self._route_auto(request)
+            if routed is not None and routed.profile.sensitive and self.routing is not None:
+                request.private = request.private or self.routing.settings.private_stays_local
             entry = routed.entries[routed.decision.chosen] if routed else await self.route(request)
         except LocalForgeError as exc:
             await self._record_error(record, exc)
@@ -130,7 +143,7 @@ class Pipeline:
                     elif event.done_reason == "length" and not capped_by_client(request, event):
                         await self.routing.signal(request.request_id, model, "length")
                     yield event
-                self._evaluate_later(request, model, "".join(answer))
+                self._evaluate_later(request, model, "".join(answer), routed.profile.sensitive)
                 return
             except anyio.get_cancelled_exc_class():
                 raise
@@ -147,16 +160,20 @@ class Pipeline:
                 headers["X-LocalForge-Model"] = following
                 headers["X-LocalForge-Route"] = f"fallback: {model} failed; {routed.reason}"
 
-    def _evaluate_later(self, request: Inference, model: str, answer: str) -> None:
+    def _evaluate_later(self, request: Inference, model: str, answer: str, sensitive: bool) -> None:
         """Hand a sample of answers to the evaluators (the judge), in the background."""
         if self.background is None or not answer:
             return
         for evaluator in self.evaluators:
             if random.random() < evaluator.sample:
-                self.background.start_soon(self._evaluate, evaluator, request, model, answer)
+                self.background.start_soon(self._evaluate, evaluator, request, model, answer, sensitive)
 
-    async def _evaluate(self, evaluator: Evaluator, request: Inference, model: str, answer: str) -> None:
-        score = await judge.grade(evaluator, request, answer, self)
+    async def _evaluate(self, evaluator: Evaluator, request: Inference, model: str, answer: str,
+                        sensitive: bool) -> None:
+        # what an evaluator asks about a sensitive prompt quotes it: private, whatever
+        # private_stays_local says (a remote judge is an opt-in for the other prompts only)
+        asker: judge.Asker = PrivateAsker(self) if sensitive else self
+        score = await judge.grade(evaluator, request, answer, asker)
         if score is not None and self.routing is not None:
             await self.routing.judged(request.request_id, model, score, evaluator.name)
 
@@ -164,6 +181,7 @@ class Pipeline:
         started = time.perf_counter_ns()
         final: Final | None = None
         try:
+            self._keep_private(entry, request)
             if request.is_load_only and request.keep_alive == 0:
                 await self.scheduler.unload(entry)
                 yield Final(done_reason="unload")
@@ -217,6 +235,7 @@ class Pipeline:
         try:
             entry = await self.route(request)
             record.served_model, record.backend = entry.card.name, entry.backend.name
+            self._keep_private(entry, request)
             result = await self._embed_once_more(entry, request, texts, truncate, record)
         except LocalForgeError as exc:
             await self._record_error(record, exc)
@@ -256,3 +275,15 @@ class Pipeline:
             self.scheduler.meter.served(record.served_model, record.total_ns / 1e9,
                                         record.eval_tokens, record.eval_ns / 1e9)
         await call_all(self.pm.hook.request_complete(record=row))
+
+
+class PrivateAsker:
+    """The pipeline as an evaluator of a sensitive request sees it: every request it makes is
+    private, so its question, which quotes the prompt, is never sent to a remote model."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    async def run(self, request: Inference, endpoint: str) -> Served:
+        request.private = True
+        return await self.pipeline.run(request, endpoint)

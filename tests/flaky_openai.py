@@ -6,7 +6,8 @@
 `twice500` fails twice then answers; `ratelimited` answers 429; `dies` streams three pieces and
 then kills its own process; `ok` answers "fine"; `thinker` reasons ("Let me think.") before it
 answers "fine", as reasoning models do (`reasoning_content`). GET /hits tells how often each was asked and
-whether any request carried an Authorization header.
+whether any request carried an Authorization header; GET /requests returns every body it was sent,
+so a test can tell what left the machine.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ MODELS = ["ok", "always500", "twice500", "ratelimited", "dies", "thinker"]
 THOUGHTS = ["Let", " me", " think."]
 hits: dict[str, int] = {}
 auth_seen: list[str] = []
+received: list[dict[str, Any]] = []
 
 
 def chunk(text: str, finish: str | None = None, thinking: str = "") -> bytes:
@@ -50,6 +52,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         if self.path.endswith("/models"):
             self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]})
+        elif self.path == "/requests":
+            self._json(200, {"requests": received})
         elif self.path == "/hits":
             self._json(200, {"hits": hits, "auth_seen": bool(auth_seen)})
         else:
@@ -57,6 +61,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        received.append({"path": self.path, "body": body})
         model = body.get("model", "")
         hits[model] = hits.get(model, 0) + 1
         auth = self.headers.get("Authorization") or ""

@@ -126,3 +126,30 @@ def test_concurrent_writers_on_the_shared_connection_keep_each_others_rows(tmp_p
     assert not failed
     kept = {row[0] for row in sqlite3.connect(tmp_path / "localforge.db").execute("select id from requests")}
     assert len(kept) == saves, f"{saves - len(kept)} recorded requests were rolled back by another writer"
+
+
+def test_a_scope_sees_only_its_own_routes_and_repeats(tmp_path: Path) -> None:
+    """Many routes of one key, a few of another and of no key: a search is answered from the
+    asking scope only, however few routes it has, and a reopen (or a prune) keeps the scopes."""
+    memory, _ = open_memory(tmp_path)
+    for i in range(300):
+        scope = "b" if i % 100 == 7 else "" if i % 100 == 8 else "a"
+        route_id = memory.record_route(Route(f"r{i}", "m", prompt=f"q{i}", embedding=unit(i), scope=scope,
+                                             created_at=1000.0 + i))
+        memory.record_outcome(route_id, "m", 1.0, "feedback")
+    for reopened in (False, True):
+        if reopened:
+            memory.db.conn.close()
+            memory, _ = open_memory(tmp_path)
+        b = memory.neighbours(unit(7), 40, "b")
+        assert sorted(n.route_id for n in b) == sorted(memory.route_id(f"r{i}") for i in (7, 107, 207))
+        assert b[0].similarity > 0.99  # its own near-identical route comes first
+        assert len(memory.neighbours(unit(7), 40, "a")) == 40
+        assert memory.route_id("r7") not in [n.route_id for n in memory.neighbours(unit(7), 40, "a")]
+        assert len(memory.neighbours(unit(8), 40, "")) == 3
+        assert memory.neighbours(unit(7), 40, "nobody") == []
+    now = 1000.0 + 300
+    assert memory.recent_prompt("q7", 1e6, now, scope="b") is not None
+    assert memory.recent_prompt("q7", 1e6, now, scope="a") is None  # another key asking it is no repeat
+    memory.prune(1000.0 + 150)
+    assert sorted(n.route_id for n in memory.neighbours(unit(7), 40, "b")) == [memory.route_id("r207")]

@@ -4,6 +4,7 @@ is never stored whatever the setting, old routes age out, and `localforge forget
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import sqlite_utils
 from conftest import smollm2_config, start_server, stop_server
+from tiny_gguf import write_tiny_llama
 
 from localforge import config
 from localforge.memory.db import open_db
@@ -123,3 +125,94 @@ def test_forget_wipes_routes_before_a_date_or_all(tmp_path: Path) -> None:
     assert len(again.index) == 0
 
     assert forget(tmp_path).returncode != 0  # neither --all nor --before: nothing is wiped by accident
+
+
+def raw_bytes(data_dir: Path) -> str:
+    """Every file of the data folder, byte for byte, read before sqlite is opened: opening and
+    closing the database would checkpoint its WAL into the main file and delete it."""
+    return "\n".join(p.read_bytes().decode("latin-1") for p in sorted(data_dir.rglob("*")) if p.is_file())
+
+
+def crash_config(extra: str) -> str:
+    """`tiny` answers and judges; `crashy` raises in its runner on every decode."""
+    return f"""
+[router]
+exploration = 0.0
+exploration_start = 0.0
+thompson_scale = 0.0
+{extra}
+[router.models."tiny:latest"]
+quality = {{ general = 0.9 }}
+
+[router.models."crashy:latest"]
+quality = {{ general = 0.0 }}
+
+[judge]
+model = "tiny"
+sample = 1.0
+"""
+
+
+def plant(url: str, secret: str) -> None:
+    """The secret goes through auto (and so the judge), and to a model whose runner crashes."""
+    for model, ok in (("auto", True), ("crashy", False)):
+        response = httpx.post(url + "/api/chat", timeout=120, json={
+            "model": model, "stream": False, "options": {"num_predict": 3},
+            "messages": [{"role": "user", "content": f"Tell me about {secret} in one line."}]})
+        assert (response.status_code == 200) is ok, response.text
+        assert secret not in response.text  # not even quoted in the crash's error
+
+
+def wait_for_the_judge(data_dir: Path, count: int) -> None:
+    db = sqlite3.connect(data_dir / "localforge.db")
+    deadline, judged = time.monotonic() + 60, 0
+    while judged < count and time.monotonic() < deadline:
+        judged = db.execute("select count(*) from requests where endpoint = 'judge' and status = 'ok'").fetchone()[0]
+        time.sleep(0.2)
+    db.close()
+    assert judged == count
+
+
+def test_a_planted_secret_lands_nowhere_and_forget_wipes_a_stored_one(tmp_path: Path) -> None:
+    """store_prompts off: after an auto request, its judge run and a runner crash, the secret is in
+    no file of the data folder (sqlite, its WAL, the vector index) and nowhere in a debug log, nor
+    in the dashboard's request list and health (the crash's stderr tail). Then with store_prompts on
+    it is kept, as asked, until `localforge forget --all`, after which no byte of it is left."""
+    models = tmp_path / "models"
+    models.mkdir()
+    write_tiny_llama(models / "tiny.gguf")
+    write_tiny_llama(models / "crashy.gguf", seed=5)
+    env = {"LOCALFORGE_RUNNER_FAULT": "exception-decode@crashy"}
+    secret = f"okapi{uuid.uuid4().hex[:12]}"  # nothing the sensitivity profiler flags
+    (tmp_path / "off").mkdir()
+    running = start_server(tmp_path / "off", models, crash_config(""), env=env, log_level="debug")
+    try:
+        plant(running.url, secret)
+        wait_for_the_judge(running.data_dir, 1)
+        for page in ("/ui/api/requests", "/ui/api/health", "/ui/api/routing", "/metrics"):
+            shown = httpx.get(running.url + page, timeout=30)
+            assert shown.status_code == 200 and secret not in shown.text, page
+        assert "exception-decode" in running.log() or "InjectedFault" in running.log()  # it did crash
+        assert secret not in raw_bytes(running.data_dir)  # the WAL too, while the server runs
+    finally:
+        stop_server(running)
+    assert secret not in raw_bytes(running.data_dir)
+    assert not [text for text in everything_stored(running.data_dir) if secret in text]
+    assert secret not in running.log()
+
+    kept = f"okapi{uuid.uuid4().hex[:12]}"
+    data_dir = tmp_path / "on" / "data"
+    (tmp_path / "on").mkdir()
+    running = start_server(tmp_path / "on", models, crash_config("store_prompts = true\n"), env=env,
+                           log_level="debug")
+    try:
+        plant(running.url, kept)
+        wait_for_the_judge(running.data_dir, 1)
+    finally:
+        stop_server(running)
+    assert kept in "".join(everything_stored(data_dir))  # kept, as configured (the routes table)
+    assert kept not in running.log()
+    wiped = forget(data_dir, "--all")
+    assert wiped.returncode == 0, wiped.stderr
+    assert kept not in raw_bytes(data_dir)
+    assert not [text for text in everything_stored(data_dir) if kept in text]

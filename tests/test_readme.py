@@ -22,6 +22,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "max_body_bytes": ("1024", 1024), "default_num_ctx": ("2048", 2048), "n_threads": ("2", 2),
     "demo_models": ("false", False), "origins": ("http://a.example, http://b.example",
                                                  ["http://a.example", "http://b.example"]),
+    "allowed_hosts": ("llm.home.arpa, *.ts.net", ["llm.home.arpa", "*.ts.net"]),
     "hf_endpoint": ("https://hf-mirror.example", "https://hf-mirror.example"),
     "registry": ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
     "safe_mode": ("on", "on"), "runner_cooldown_s": ("30", 30.0),

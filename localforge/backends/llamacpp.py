@@ -344,7 +344,8 @@ class LlamaCppBackend:
         template_has_bos = bool(card.template) and "bos_token" in card.template
         message = Infer(loaded.runner.next_id(), text, add_bos=not (request.raw or template_has_bos),
                         sampling=self._sampling(card, request, card.source["template_stop"], loaded.n_ctx),
-                        format=schema, want_context=not (request.raw or request.kind == "chat"))
+                        format=schema, want_context=not (request.raw or request.kind == "chat"),
+                        scope=request.scope)
         collected: list[str] = []
         buffering = bool(request.tools)
         final: Done | None = None

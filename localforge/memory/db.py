@@ -71,7 +71,14 @@ def m003_add_request_wait(db: sqlite_utils.Database) -> None:
     db.table("requests").add_column("wait_ns", int, not_null_default=0)
 
 
-MIGRATIONS: list[Migration] = [m001_create_requests, m002_create_routes_and_outcomes, m003_add_request_wait]
+def m004_add_route_scope(db: sqlite_utils.Database) -> None:
+    # whose request it was (a hash of its API key, "" without keys): the memory answers a key
+    # only with its own routes, so no response tells one key what another asked
+    db.table("routes").add_column("scope", str, not_null_default="")
+
+
+MIGRATIONS: list[Migration] = [m001_create_requests, m002_create_routes_and_outcomes, m003_add_request_wait,
+                               m004_add_route_scope]
 
 
 def migrate(db: sqlite_utils.Database, migrations: list[Migration] | None = None) -> list[str]:

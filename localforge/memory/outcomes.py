@@ -4,6 +4,10 @@ embeddings in the hnswlib index, and an in-memory copy of the outcomes for the k
 sqlite is the truth; the index and the in-memory maps are rebuilt from it when the memory opens.
 With `store_prompts` off a route keeps only the prompt's hash, its embedding and its features; a
 prompt flagged sensitive is never kept as text. `prune` forgets routes older than a time.
+
+Each route has the scope of its request (a hash of its API key; "" without keys): the neighbours
+and the repeated prompts a request is compared with are those of its own scope, so neither the
+route a key gets nor the evidence `/api/route` shows depends on what another key asked.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +67,7 @@ class Route:
     embedding: np.ndarray | None = None
     context: np.ndarray | None = None  # the bandit's feature vector, to learn from later feedback
     created_at: float = 0.0
+    scope: str = ""  # the request's Inference.scope
 
 
 @dataclass(slots=True)
@@ -83,12 +89,18 @@ class Memory:
         self._outcomes: dict[int, dict[str, float]] = {}
         self._created: dict[int, float] = {}
         self._ids: dict[str, int] = {}  # request id -> route id
+        self._scopes: dict[int, str] = {}  # route id -> scope, for the routes that have one
+        self._indexed = Counter[str]()  # vectors in the index per scope
 
     def open(self) -> str:
         """Load the outcomes and the index; returns "loaded" or "rebuilt" (what happened to it)."""
-        for row in self.db.execute("select id, request_id, created_at from routes"):
+        for row in self.db.execute("select id, request_id, created_at, scope, embedding is not null from routes"):
             self._ids[row[1]] = row[0]
             self._created[row[0]] = row[2]
+            if row[3]:
+                self._scopes[row[0]] = row[3]
+            if row[4]:
+                self._indexed[row[3]] += 1
         for route_id, model, score in self.db.execute(
                 "select route_id, model, score from outcomes order by id"):
             self._outcomes.setdefault(route_id, {})[model] = score
@@ -115,6 +127,8 @@ class Memory:
         for route_id in gone:
             self._outcomes.pop(route_id, None)
             self._created.pop(route_id, None)
+        self._scopes = {r: s for r, s in self._scopes.items() if r not in gone}
+        self._indexed = Counter(s for (s,) in self.db.execute("select scope from routes where embedding is not null"))
         self._ids = {request: route for request, route in self._ids.items() if route not in gone}
         self._reindex(len(self._created))
         self.save()
@@ -136,13 +150,17 @@ class Memory:
             "task": route.task, "sensitive": int(route.sensitive), "profile": json.dumps(route.profile),
             "embedding": None if route.embedding is None else route.embedding.astype(np.float32).tobytes(),
             "context": None if route.context is None else route.context.astype(np.float32).tobytes(),
+            "scope": route.scope,
         }
         with self.db.writing():
             route_id = int(self._insert("routes", row))
         self._ids[route.request_id] = route_id
         self._created[route_id] = created
+        if route.scope:
+            self._scopes[route_id] = route.scope
         if route.embedding is not None:
             self.index.add(route_id, route.embedding)
+            self._indexed[route.scope] += 1
         return route_id
 
     def _insert(self, table: str, row: dict[str, Any]) -> int:
@@ -193,9 +211,13 @@ class Memory:
             chosen_cost += sum(float(c.get("cost", 0.0)) for c in scored if c.get("model") == chosen)
         return routes, chosen_cost, best_cost
 
-    def neighbours(self, embedding: np.ndarray, k: int) -> list[Neighbour]:
-        """The k most similar past requests that have at least one outcome."""
-        labels, sims = self.index.search(embedding, k)
+    def neighbours(self, embedding: np.ndarray, k: int, scope: str = "") -> list[Neighbour]:
+        """The k most similar past requests of a scope that have at least one outcome."""
+        if set(self._indexed) <= {scope}:  # one scope in all (no keys): no filter to pay for
+            labels, sims = self.index.search(embedding, k)
+        else:
+            labels, sims = self.index.search(embedding, k, lambda label: self._scopes.get(label, "") == scope,
+                                             self._indexed[scope])
         out = []
         for label, sim in zip(labels.tolist(), sims.tolist(), strict=True):
             outcomes = self._outcomes.get(label)
@@ -203,12 +225,13 @@ class Memory:
                 out.append(Neighbour(label, sim, self._created.get(label, 0.0), outcomes))
         return out
 
-    def recent_prompt(self, text: str, within_s: float, now: float | None = None) -> dict[str, Any] | None:
-        """The latest route for the same prompt within the last `within_s` seconds, if any."""
+    def recent_prompt(self, text: str, within_s: float, now: float | None = None,
+                      scope: str = "") -> dict[str, Any] | None:
+        """The latest route of a scope for the same prompt within the last `within_s` seconds."""
         since = (now or time.time()) - within_s
         rows = list(self.db.execute(
-            "select id, request_id, chosen from routes where prompt_hash = ? and created_at >= ? "
-            "order by created_at desc limit 1", [prompt_hash(text), since]))
+            "select id, request_id, chosen from routes where prompt_hash = ? and created_at >= ? and scope = ? "
+            "order by created_at desc limit 1", [prompt_hash(text), since, scope]))
         return {"id": rows[0][0], "request_id": rows[0][1], "chosen": rows[0][2]} if rows else None
 
     def spent_since(self, since: float, prices: dict[str, float]) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import hnswlib
@@ -42,15 +42,21 @@ class VectorIndex:
             self._index.add_items(vector.reshape(1, -1).astype(np.float32), np.array([label]))
             self.max_label = max(self.max_label, label)
 
-    def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(labels, cosine similarities) of the k nearest stored vectors, nearest first."""
-        count = len(self)
-        if count == 0 or k <= 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        with self._lock:
-            labels, distances = self._index.knn_query(vector.reshape(1, -1).astype(np.float32),
-                                                      k=min(k, count))
-        return labels[0].astype(np.int64), 1.0 - distances[0]
+    def search(self, vector: np.ndarray, k: int, keep: Callable[[int], bool] | None = None,
+               count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, cosine similarities) of the k nearest stored vectors, nearest first; with
+        `keep`, of those whose label it keeps (`count` of them)."""
+        count = len(self) if count is None else min(count, len(self))
+        k = min(k, count)
+        query = vector.reshape(1, -1).astype(np.float32)
+        while k > 0:
+            try:
+                with self._lock:
+                    labels, distances = self._index.knn_query(query, k=k, filter=keep)
+                return labels[0].astype(np.int64), 1.0 - distances[0]
+            except RuntimeError:  # a filtered search the graph walk found fewer than k for
+                k //= 2
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
 
     def rebuild(self, rows: Iterable[tuple[int, np.ndarray]], count: int) -> None:
         with self._lock:

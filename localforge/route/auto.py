@@ -167,7 +167,7 @@ class Routing:
         if not kept:
             raise policies.nobody_left(removed)
         decision, context = self.router.decide(profile, kept, request.request_id, preset or None,
-                                               removed, explore=not dry_run)
+                                               removed, explore=not dry_run, scope=request.scope)
         routed = Routed(decision, {c.model: c.entry for c in kept}, profile, context)
         log.debug("route %s -> %s (%s; exploration %.3f, propensity %.3f; removed %s)",
                   request.request_id, decision.chosen, decision.reason, decision.exploration,
@@ -179,9 +179,9 @@ class Routing:
     def _remember(self, routed: Routed, request: Inference) -> None:
         if self.router.clock() - self.pruned_at > PRUNE_EVERY_S:
             self.prune()
-        earlier = self.memory.recent_prompt(routed.profile.text, REPEAT_WINDOW_S) \
+        earlier = self.memory.recent_prompt(routed.profile.text, REPEAT_WINDOW_S, scope=request.scope) \
             if routed.profile.text else None
-        self.router.remember(routed.decision, routed.profile, routed.context)
+        self.router.remember(routed.decision, routed.profile, routed.context, request.scope)
         if earlier is not None:  # asked again: the earlier answer did not satisfy
             self._signal(earlier["request_id"], earlier["chosen"], "repeat")
 

@@ -4,9 +4,15 @@ Off by default. Turned on by naming the model that judges in the config:
 
 ```toml
 [judge]
-model = "qwen2.5:7b"   # a local model; its grades never leave the machine
+model = "qwen2.5:7b"   # a local model; the prompts it reads and its grades never leave the machine
 sample = 0.1           # the share of routed answers it grades
+remote = false         # true: a remote model may judge, but never a prompt flagged sensitive
 ```
+
+The judge's question quotes the prompt and the answer, so it is a private request (no remote
+model serves it: `Pipeline._keep_private`) unless `remote = true`; even then, the question about
+a prompt the sensitivity profiler flagged stays private (the pipeline hands the evaluators of
+such a prompt a `PrivateAsker`), so a remote judge skips it.
 
 An evaluator is any object with `name`, `sample` and `async evaluate(prompt, answer, pipeline) ->
 float | None` registered through the `register_evaluators` hook (the pipeline lets it ask a model
@@ -24,12 +30,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from localforge import names
 from localforge.config import Settings
-from localforge.errors import BadRequest, LocalForgeError
+from localforge.errors import BadRequest, LocalForgeError, StaysLocal
 from localforge.hookspecs import hookimpl
 from localforge.inference import Delta, Inference, Message
 
 if TYPE_CHECKING:
-    from localforge.pipeline import Pipeline
+    from localforge.pipeline import Served
 
 log = logging.getLogger(__name__)
 
@@ -42,56 +48,84 @@ INSTRUCTIONS = (
 )
 
 
+class Asker(Protocol):
+    """What an evaluator may do with the pipeline: ask a model served here."""
+
+    async def run(self, request: Inference, endpoint: str) -> Served: ...
+
+
 class Evaluator(Protocol):
     name: str
     sample: float
 
-    async def evaluate(self, prompt: str, answer: str, pipeline: Pipeline) -> float | None:
+    async def evaluate(self, prompt: str, answer: str, pipeline: Asker) -> float | None:
         """A score in 0..1 for the answer, or None when it cannot tell."""
+
+
+# the judge's prompt cache is its own: its questions quote every key's prompts
+SCOPE = "judge"
 
 
 class Judge:
     name = "judge"
 
-    def __init__(self, model: str, sample: float) -> None:
+    def __init__(self, model: str, sample: float, remote: bool = False) -> None:
         self.model = model
         self.sample = sample
+        self.remote = remote
 
     def _request(self, prompt: str, answer: str) -> Inference:
         question = f"Question:\n{prompt[:4000]}\n\nAnswer:\n{answer[:4000]}"
         return Inference(model=self.model, kind="chat", system=INSTRUCTIONS, format=GRADE, stream=False,
                          messages=[Message(role="user", content=question)],
-                         options={"temperature": 0, "num_predict": 16}, client="judge")
+                         options={"temperature": 0, "num_predict": 16}, client="judge", scope=SCOPE,
+                         private=not self.remote)
 
-    async def evaluate(self, prompt: str, answer: str, pipeline: Pipeline) -> float | None:
-        served = await pipeline.run(self._request(prompt, answer), "judge")
-        text = "".join([e.text async for e in served.events if isinstance(e, Delta)])
+    async def evaluate(self, prompt: str, answer: str, pipeline: Asker) -> float | None:
+        request = self._request(prompt, answer)
+        try:
+            served = await pipeline.run(request, "judge")
+            text = "".join([e.text async for e in served.events if isinstance(e, Delta)])
+        except StaysLocal as exc:
+            if self.remote:  # opted in: only a prompt flagged sensitive is kept from it
+                log.info("the judge did not grade a request: %s (the prompt was flagged sensitive)", exc.message)
+            else:
+                log.warning("the judge did not grade a request: %s; set `remote = true` in [judge] to let "
+                            "a remote model grade the prompts not flagged sensitive", exc.message)
+            return None
         try:
             grade = int(json.loads(text)["grade"])
         except (ValueError, KeyError, TypeError):
-            log.info("the judge %s gave no usable grade: %r", self.model, text[:80])
+            # not the text itself: a judge may well repeat the question, which quotes the prompt
+            log.info("the judge %s gave no usable grade (%d characters that are not {\"grade\": 1-10})",
+                     self.model, len(text))
             return None
         return (min(max(grade, 1), 10) - 1) / 9
 
 
-def settings_of(settings: Settings) -> tuple[str, float]:
+def settings_of(settings: Settings) -> tuple[str, float, bool]:
     section = settings.section("judge")
-    model, sample = str(section.get("model") or ""), section.get("sample", 0.1)
+    unknown = sorted(set(section) - {"model", "sample", "remote"})
+    if unknown:
+        raise BadRequest(f"unknown judge setting(s): {', '.join(unknown)} (known: model, sample, remote)")
+    model, sample, remote = str(section.get("model") or ""), section.get("sample", 0.1), section.get("remote", False)
     if model:
         names.parse(model)
         if model.split(":")[0] == "auto":
             raise BadRequest("judge.model must name a model, not auto (the judge would judge itself)")
     if not isinstance(sample, int | float) or not 0 <= sample <= 1:
         raise BadRequest("judge.sample must be a number between 0 and 1")
-    return model, float(sample)
+    if not isinstance(remote, bool):
+        raise BadRequest("judge.remote must be true or false")
+    return model, float(sample), remote
 
 
 @hookimpl
 def register_evaluators(register: Callable[[Any], None], settings: Settings) -> None:
     """The built-in judge, when `[judge] model` is set."""
-    model, sample = settings_of(settings)
+    model, sample, remote = settings_of(settings)
     if model:
-        register(Judge(model, sample))
+        register(Judge(model, sample, remote))
 
 
 def prompt_of(request: Inference) -> str:
@@ -100,7 +134,7 @@ def prompt_of(request: Inference) -> str:
     return next((m.content for m in reversed(request.messages) if m.role == "user"), "")
 
 
-async def grade(evaluator: Evaluator, request: Inference, answer: str, pipeline: Pipeline) -> float | None:
+async def grade(evaluator: Evaluator, request: Inference, answer: str, pipeline: Asker) -> float | None:
     """Run one evaluator; its failures are logged, never raised (it runs after the answer)."""
     try:
         return await evaluator.evaluate(prompt_of(request), answer, pipeline)

@@ -107,14 +107,15 @@ class Router:
 
     # -- scoring --------------------------------------------------------------------------------
 
-    def _memory(self, profile: Profile, models: list[str]) -> dict[str, tuple[float, float]]:
-        """Per model: (similarity- and age-weighted sum of outcomes, sum of weights)."""
+    def _memory(self, profile: Profile, models: list[str], scope: str = "") -> dict[str, tuple[float, float]]:
+        """Per model: (similarity- and age-weighted sum of outcomes, sum of weights), over the
+        neighbours of the request's own scope."""
         sums = {m: [0.0, 0.0] for m in models}
         if profile.embedding is None:
             return {m: (0.0, 0.0) for m in models}
         now = self.clock()
         decay = math.log(max(min(self.settings.decay_per_day, 1.0), 1e-6))
-        for n in self.memory.neighbours(profile.embedding, self.settings.neighbours):
+        for n in self.memory.neighbours(profile.embedding, self.settings.neighbours, scope):
             weight = max(n.similarity, 0.0) ** self.settings.similarity_power
             weight *= math.exp(decay * max(now - n.created_at, 0.0) / SECONDS_PER_DAY)
             for model, score in n.outcomes.items():
@@ -133,11 +134,11 @@ class Router:
         return seconds * (1 + self.latency.queue_depth(candidate.model))
 
     def score(self, profile: Profile, candidates: list[Candidate],
-              context: np.ndarray) -> list[Scored]:
+              context: np.ndarray, scope: str = "") -> list[Scored]:
         """Every candidate's parts that no preset changes: its quality (prior, linear and memory
         layers) and that quality's uncertainty, its cost, its latency and the scorers' terms.
         One call serves every point of the dial (`rank` weighs the parts for a preset)."""
-        memory = self._memory(profile, [c.model for c in candidates])
+        memory = self._memory(profile, [c.model for c in candidates], scope)
         output_tokens = int(profile.features.get("max_tokens") or self.settings.expected_output_tokens)
         pseudo = self.settings.memory_pseudocount
         scored = []
@@ -178,10 +179,10 @@ class Router:
 
     def decide(self, profile: Profile, candidates: list[Candidate], request_id: str,
                preset_name: str | None = None, removed: dict[str, str] | None = None,
-               explore: bool = True) -> tuple[Decision, np.ndarray]:
+               explore: bool = True, scope: str = "") -> tuple[Decision, np.ndarray]:
         """Score the candidates and choose one; returns the decision and its context vector."""
         context = context_vector(profile, self.dimensions)
-        scored = self.score(profile, candidates, context)
+        scored = self.score(profile, candidates, context, scope)
         return self.choose(scored, candidates, request_id, preset_name, removed, explore), context
 
     def choose(self, scored: list[Scored], candidates: list[Candidate], request_id: str,
@@ -243,7 +244,7 @@ class Router:
         return next((s for s in scored[1:] if s.model in local and self.latency.is_resident(s.model)
                      and s.parts["quality"] >= floor), None)
 
-    def remember(self, decision: Decision, profile: Profile, context: np.ndarray) -> int:
+    def remember(self, decision: Decision, profile: Profile, context: np.ndarray, scope: str = "") -> int:
         """Write the decision with its profile; returns the route's row id."""
         return self.memory.record_route(Route(
             request_id=decision.request_id, chosen=decision.chosen, preset=decision.preset,
@@ -254,7 +255,7 @@ class Router:
             profile={"task_probabilities": profile.task_probabilities,
                      "sensitivity": profile.sensitivity, "features": profile.features},
             embedding=profile.embedding, context=context.astype(np.float32),
-            created_at=self.clock()))
+            created_at=self.clock(), scope=scope))
 
     def learn(self, route_id: int, model: str, score: float, kind: str, context: np.ndarray,
               prior: float, weight: float = 1.0) -> None:

@@ -34,6 +34,9 @@ class Infer(msgspec.Struct, tag=True):
     sampling: dict[str, Any]  # create_completion's keyword arguments, but the grammar
     format: str | dict[str, Any] | None = None  # "json" or a JSON schema, compiled in the runner
     want_context: bool = False
+    # whose prompt cache it may reuse (a hash of its API key): a slot holding another scope's
+    # tokens shares none of them with it
+    scope: str = ""
 
 
 class Embed(msgspec.Struct, tag=True):

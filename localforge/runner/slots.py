@@ -96,6 +96,7 @@ class Slots:
         self.memory = llama.llama_get_memory(self.ctx)
         self.batch = llama.llama_batch_init(max(self.n_batch, self.parallel), 0, 1)
         self.cached: list[list[int]] = [[] for _ in range(self.parallel)]  # tokens each slot's cells hold
+        self.scopes: list[str] = [""] * self.parallel  # whose they are (Infer.scope): shared only within one
         self.active: dict[int, Sequence] = {}  # request id -> sequence
         self._piece = ctypes.create_string_buffer(256)
 
@@ -135,26 +136,30 @@ class Slots:
         if not prompt:
             raise RequestError("bad_request", "the prompt is empty")
         busy = {s.slot for s in self.active.values()}
-        slot, reused = max(((s, _common(self.cached[s], prompt)) for s in range(self.parallel) if s not in busy),
-                           key=lambda found: found[1])
+        slot, reused = max(((s, self._reusable(s, request.scope, prompt)) for s in range(self.parallel)
+                            if s not in busy), key=lambda found: found[1])
         reused = min(reused, len(prompt) - 1)  # evaluate at least one token, for its logits
         if not llama.llama_memory_seq_rm(self.memory, slot, reused, -1):
             # some caches (sliding-window attention, recurrent models) cannot drop a tail
             llama.llama_memory_seq_rm(self.memory, slot, -1, -1)
             reused = 0
-        reused = self._share_prefix(slot, prompt, reused)
-        self.cached[slot] = prompt[:reused]
+        reused = self._share_prefix(slot, request.scope, prompt, reused)
+        self.cached[slot], self.scopes[slot] = prompt[:reused], request.scope
         sampling = request.sampling
         max_tokens = min(int(sampling["max_tokens"]), self.n_ctx - len(prompt))
         self.active[request.id] = Sequence(
             request, slot, prompt, prompt[reused:], self._sampler(sampling, request.format), max_tokens,
             [s for s in sampling.get("stop", []) if s], time.perf_counter_ns(), reused)
 
-    def _share_prefix(self, slot: int, prompt: list[int], reused: int) -> int:
+    def _reusable(self, slot: int, scope: str, prompt: list[int]) -> int:
+        """The start of a prompt a slot's cells hold, if they hold the same scope's tokens."""
+        return _common(self.cached[slot], prompt) if self.scopes[slot] == scope else 0
+
+    def _share_prefix(self, slot: int, scope: str, prompt: list[int], reused: int) -> int:
         """If another slot holds a longer start of this prompt (the same system prompt, say),
         the slot takes a copy of those cells instead of evaluating them again; returns the tokens
         reused."""
-        donor, common = max(((s, min(_common(self.cached[s], prompt), len(prompt) - 1))
+        donor, common = max(((s, min(self._reusable(s, scope, prompt), len(prompt) - 1))
                              for s in range(self.parallel) if s != slot), key=lambda found: found[1],
                             default=(slot, 0))
         if common <= reused:

@@ -23,6 +23,7 @@ from localforge.route.registry import Registry
 from localforge.schedule.scheduler import Scheduler
 from localforge.server import (
     errors,
+    hosts,
     metrics,
     ollama_inference,
     ollama_manage,
@@ -108,7 +109,8 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
         route_handlers=[*ollama_models.ROUTES, *ollama_inference.ROUTES, *ollama_manage.ROUTES,
                         *openai_api.ROUTES, *metrics.ROUTES, *routing_api.ROUTES,
                         *dashboard_page.ROUTES, *dashboard_api.ROUTES],
-        middleware=[origins.refuse_other_origins(settings.origins)],
+        middleware=[hosts.refuse_other_hosts(settings.host, settings.origins, settings.allowed_hosts),
+                    origins.refuse_other_origins(settings.origins)],
         guards=[require_key(settings.api_keys)] if settings.api_keys else [],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         lifespan=[lifespan],

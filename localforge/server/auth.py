@@ -3,6 +3,7 @@ Bearer KEY`. Keys are compared in constant time and never logged or echoed back.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -36,6 +37,11 @@ def key_matches(presented: str, keys: list[str]) -> bool:
     for key in keys:
         found |= hmac.compare_digest(given, key.encode())
     return found
+
+
+def key_scope(key: str) -> str:
+    """The prompt-cache scope of a key: a hash, so the key itself never reaches a runner."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16] if key else ""
 
 
 def require_key(keys: list[str]) -> Guard:

@@ -11,7 +11,7 @@ from litestar.response import Stream
 from localforge.errors import BadRequest
 from localforge.inference import Event, Final, Inference, ToolCall
 from localforge.server import body, convert, disconnect, streams, timefmt, wire
-from localforge.server.services import Services, client_address
+from localforge.server.services import Services, client_address, scope_of
 
 
 def _wire_calls(calls: list[ToolCall]) -> list[wire.WireToolCall]:
@@ -50,6 +50,7 @@ async def generate(request: Request, services: Services) -> Response[Any] | Stre
     req = await body.read(request, wire.GenerateRequest, services.settings.max_body_bytes)
     inference = convert.generate(req, client_address(request))
     inference.until_disconnected = disconnect.watch(request)
+    inference.scope = scope_of(request, services)
     if inference.stream:
         served = await streams.start(services, inference, "/api/generate")
         return streams.ndjson(served.events, lambda e: _generate_chunk(inference, e), served.headers)
@@ -64,6 +65,7 @@ async def chat(request: Request, services: Services) -> Response[Any] | Stream:
     req = await body.read(request, wire.ChatRequest, services.settings.max_body_bytes)
     inference = convert.chat(req, client_address(request))
     inference.until_disconnected = disconnect.watch(request)
+    inference.scope = scope_of(request, services)
     if inference.stream:
         served = await streams.start(services, inference, "/api/chat")
         return streams.ndjson(served.events, lambda e: _chat_chunk(inference, e), served.headers)

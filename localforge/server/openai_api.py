@@ -23,7 +23,7 @@ from localforge.server import body, convert, disconnect, errors, streams
 from localforge.server import openai_convert as oc
 from localforge.server import openai_wire as ow
 from localforge.server.ollama_inference import normalise
-from localforge.server.services import Services, client_address
+from localforge.server.services import Services, client_address, scope_of
 
 
 def _usage(final: Final) -> ow.Usage:
@@ -85,6 +85,7 @@ async def chat_completions(request: Request, services: Services) -> Response[Any
     req = await body.read(request, ow.ChatCompletionRequest, services.settings.max_body_bytes)
     inference = oc.chat(req, client_address(request))
     inference.until_disconnected = disconnect.watch(request)
+    inference.scope = scope_of(request, services)
     if inference.stream:
         served = await streams.start(services, inference, "/v1/chat/completions")
         state = ChatStream(inference, _include_usage(req))
@@ -133,6 +134,7 @@ async def completions(request: Request, services: Services) -> Response[Any] | S
     req = await body.read(request, ow.CompletionRequest, services.settings.max_body_bytes)
     inference = oc.completion(req, client_address(request))
     inference.until_disconnected = disconnect.watch(request)
+    inference.scope = scope_of(request, services)
     if inference.stream:
         served = await streams.start(services, inference, "/v1/completions")
         state = CompletionStream(inference, _include_usage(req), bool(req.echo))

@@ -38,7 +38,9 @@ def refuse_other_origins(extra: list[str]) -> Callable[[ASGIApp], ASGIApp]:
             if scope["type"] == "http":
                 origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
                 if origin is not None and not allowed.fullmatch(origin):
-                    await _forbid(scope, send, origin)
+                    await forbid(scope, send, f"origin {origin[:200]!r} is not allowed; add it to "
+                                 "OLLAMA_ORIGINS (or `origins` in the config) to let that page use "
+                                 "LocalForge", "origin_not_allowed")
                     return
             await app(scope, receive, send)
 
@@ -47,12 +49,12 @@ def refuse_other_origins(extra: list[str]) -> Callable[[ASGIApp], ASGIApp]:
     return wrap
 
 
-async def _forbid(scope: Scope, send: Send, origin: str) -> None:
-    message = (f"origin {origin[:200]!r} is not allowed; add it to OLLAMA_ORIGINS "
-               "(or `origins` in the config) to let that page use LocalForge")
+async def forbid(scope: Scope, send: Send, message: str, code: str) -> None:
+    """A 403 in the client's error format (Ollama's `{"error"}`, an OpenAI error object under
+    /v1), sent by a middleware before the request reaches the app."""
     if str(scope.get("path", "")).startswith("/v1/"):
         payload: dict[str, object] = {"error": {"message": message, "type": "invalid_request_error",
-                                                "param": None, "code": "origin_not_allowed"}}
+                                                "param": None, "code": code}}
     else:
         payload = {"error": message}
     body = json.dumps(payload).encode()

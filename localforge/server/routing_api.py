@@ -12,7 +12,7 @@ from localforge.inference import Inference, Message
 from localforge.route import auto
 from localforge.route.auto import Routing
 from localforge.server import body
-from localforge.server.services import Services
+from localforge.server.services import Services, scope_of
 
 
 class RouteMessage(msgspec.Struct):
@@ -61,6 +61,7 @@ async def route(request: Request, services: Services) -> dict[str, Any]:
     else:
         inference = Inference(model=req.model, kind="generate", prompt=req.prompt, system=req.system,
                               tools=req.tools)
+    inference.scope = scope_of(request, services)  # the caller's own memory, as its requests get
     routed = await _routing(services).route(inference, preset, dry_run=True)
     return auto.explain(routed)
 

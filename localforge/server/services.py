@@ -13,6 +13,7 @@ from localforge.memory.db import Database
 from localforge.pipeline import Pipeline
 from localforge.route.registry import Registry
 from localforge.schedule.scheduler import Scheduler
+from localforge.server import auth
 from localforge.store.layout import ModelStore
 
 
@@ -33,3 +34,11 @@ def provide_services(state: State) -> Services:
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+def scope_of(request: Request, services: Services) -> str:
+    """Whose prompt cache a request may reuse. With api_keys, its key's: another key's cached
+    prefix is evaluated afresh, so `prompt_eval_count`/`cached_tokens` (and timings) say nothing
+    of what another key asked. Without keys, one scope for all: the server has one user, and
+    anyone who can reach it reads every request on the dashboard anyway."""
+    return auth.key_scope(auth.presented_key(request)) if services.settings.api_keys else ""

@@ -10,14 +10,14 @@ from collections import defaultdict
 from typing import Any
 
 import anyio.to_thread
-from litestar import get
+from litestar import Request, get
 
 from localforge.backends.fleet import Fleet
 from localforge.bench.replay_cli import last_figures
 from localforge.errors import NotFound
 from localforge.route import auto
 from localforge.server.dashboard import wire
-from localforge.server.services import Services
+from localforge.server.services import Services, scope_of
 
 LATEST = 100  # requests in the list
 SHARE_WINDOW_S = 86400  # the share of requests per model: the last day
@@ -62,7 +62,9 @@ async def requests(services: Services, model: str = "", status: str = "", limit:
     return wire.Requests([request_row(r) for r in rows], models)
 
 
-def route_detail(services: Services, request_id: str) -> tuple[wire.RouteDetail | None, str | None]:
+def route_detail(services: Services, request_id: str, scope: str = "") -> tuple[wire.RouteDetail | None, str | None]:
+    """A routed request's decision, and its prompt if one was kept: never a flagged one, and only
+    for the key that sent it."""
     routing = services.pipeline.routing
     route = routing.memory.route(request_id) if routing is not None else None
     if route is None:
@@ -75,15 +77,15 @@ def route_detail(services: Services, request_id: str) -> tuple[wire.RouteDetail 
         tokens=route["tokens"], sensitive=sensitive, profile=json.loads(route["profile"] or "{}"),
         candidates=json.loads(route["candidates"] or "[]"), removed=json.loads(route["removed"] or "{}"),
         outcomes=[wire.Outcome(o["model"], o["score"], o["kind"], _iso(o["created_at"])) for o in history])
-    return detail, None if sensitive else route["prompt"]
+    return detail, None if sensitive or route.get("scope", "") != scope else route["prompt"]
 
 
 @get("/ui/api/requests/{request_id:str}")
-async def request_detail(services: Services, request_id: str) -> wire.RequestDetail:
+async def request_detail(request: Request, services: Services, request_id: str) -> wire.RequestDetail:
     row = await anyio.to_thread.run_sync(services.pipeline.recorder.find, request_id)
     if row is None:
         raise NotFound(f"no request with id '{request_id}'")
-    route, prompt = await anyio.to_thread.run_sync(route_detail, services, request_id)
+    route, prompt = await anyio.to_thread.run_sync(route_detail, services, request_id, scope_of(request, services))
     return wire.RequestDetail(request_row(row), route, prompt)
 
 
