@@ -80,6 +80,11 @@ class BackendFailed(LocalForgeError):
 
 class RunnerCrashed(BackendFailed):
     """A runner process died (a native fault, the OOM killer, a signal): Ollama's
-    `500 llama runner process has terminated`. The model is a fault; the server is not."""
+    `500 llama runner process has terminated`. The model is a fault; the server is not.
+    `healed`: the backend already knows the cause and restarts the model without it (safe mode)."""
 
     status = 500
+
+    def __init__(self, message: str, healed: bool = False) -> None:
+        super().__init__(message)
+        self.healed = healed

@@ -207,6 +207,7 @@ class LlamaCppBackend:
         first_decode = not runner.answered and runner.started_answers > 0
         if first_decode and self.settings.safe_mode == "auto" and key[1] not in self._safe_paths:
             self._safe_paths.add(key[1])
+            runner.healed = True
             if loaded is not None:  # the registry's card: /api/show says so from now on
                 loaded.card.model_info["localforge.safe_mode"] = True
             log.warning("%s crashed on its first decode (%s); it is restarted in safe mode (llama.cpp's "

@@ -105,6 +105,7 @@ class Runner:
         self._ids = itertools.count(1)
         self.stopping = False
         self.broken = ""  # why its stream could not be read, once it could not
+        self.healed = False  # its owner knows why it died and starts the next one without the cause
         self.alive = True
         self._ended = asyncio.Event()
         self.started_answers = 0  # requests sent
@@ -199,7 +200,7 @@ class Runner:
         tail = "; ".join([line.strip() for line in self.stderr if line.strip()][-STDERR_CAUSE_LINES:])
         cause = f"its output could not be read ({self.broken})" if self.broken else describe_exit(returncode)
         return RunnerCrashed(f"llama runner process has terminated: {cause}"
-                             + (f": {tail}" if tail else "") + f" (model '{self.label}')")
+                             + (f": {tail}" if tail else "") + f" (model '{self.label}')", healed=self.healed)
 
     def crash_report(self) -> str:
         """The crash and the last lines the runner wrote to stderr, for the server's log."""

@@ -187,7 +187,7 @@ class Scheduler:
         try:
             yield Grant(waited, self._load_ns.pop(ticket.id, 0))
         except RunnerCrashed:
-            self._lost(key)
+            self._lost(key, quietly=True)  # the crash is the backend's to log
             raise
         finally:
             self.policy.finish(ticket.id, self.clock())
@@ -218,14 +218,14 @@ class Scheduler:
             for event in waits:
                 await event.wait()
 
-    def _lost(self, key: str) -> None:
+    def _lost(self, key: str, quietly: bool = False) -> None:
         """A configuration's runner died: it no longer holds memory, and the next request for it
         loads it again."""
         config = self.policy.config(key)
         if config.state in ("ready", "loading"):
             self.policy.unloaded(key)
             self.meter.crashes[config.model] += 1
-            log.warning("%s is no longer resident: its runner died", key)
+            log.log(logging.INFO if quietly else logging.WARNING, "%s is no longer resident: its runner died", key)
 
     def _notice_lost(self) -> None:
         """Find idle configurations whose backend no longer holds them (a runner that died
