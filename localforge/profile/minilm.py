@@ -35,7 +35,7 @@ from localforge.errors import Unavailable
 log = logging.getLogger(__name__)
 
 TOKENIZER = Path(__file__).parent / "data" / "all-MiniLM-L6-v2-tokenizer.json"
-MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's sentence-transformers limit: it was trained on no longer
+MAX_SEQ_LENGTH = 256  # the max_seq_length sentence-transformers gives all-MiniLM-L6-v2, as LocalForge 0.1 did
 DIMENSIONS = 384
 
 
@@ -83,7 +83,7 @@ def quantised_graph(source: Path, digest: str, cache_dir: Path) -> Path:
         options.log_severity_level = 3
         onnxruntime.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
         built = Path(tmp) / "int8.onnx"
-        quiet = _Quiet()  # the quantiser logs advice for image models through the root logger
+        quiet = _Quiet()
         logging.getLogger().addFilter(quiet)
         try:
             quantize_dynamic(str(folded), str(built), weight_type=QuantType.QInt8, per_channel=True)
