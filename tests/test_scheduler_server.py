@@ -98,7 +98,8 @@ def _hold(server: RunningServer) -> None:
     take about 4 s on an idle 2-core machine, longer on a busy one)."""
     httpx.post(server.url + "/api/generate", timeout=300, json={
         "model": "slow", "prompt": "hi", "stream": False,
-        "options": {"num_predict": 2000, "temperature": 1, "seed": 7}})
+        # no repeat penalty (Ollama's default is 1.1): with it this random model ends at token 191
+        "options": {"num_predict": 2000, "temperature": 1, "seed": 7, "repeat_penalty": 1.0}})
 
 
 def _until(check: object, timeout: float = 20) -> None:
