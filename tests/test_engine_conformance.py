@@ -10,12 +10,12 @@ decoded together.
 Both sides keep a prompt cache and read a prompt the same way: `Llama` reuses the longest start
 its context shares with the last prompt and evaluates the rest in chunks of `n_batch`; a runner
 with one slot does exactly that, so each test starts both cold and sends both the same
-requests. With four slots, a prompt starts in the slot sharing the most with it, or copies
-another slot's cells; those tests give `Llama` the same history. On a CPU, llama.cpp computes a
-token's row the same way whatever else is in its batch when the batch holds one token of each
-sequence, but a prompt's rows go through other kernels when the prompt is split in other
-chunks: so the runner reads every prompt in a decode of its own, in the chunks `Llama` uses.
-On a GPU even one token per sequence is computed differently in a batch (see the README).
+requests. On a CPU, a prompt's rows go through other kernels when it is read in other chunks,
+so the runner reads every prompt in a decode of its own, in the chunks `Llama` uses, and an
+answer given alone is `Llama`'s to the token. Tokens of several sequences decoded together go
+through llama.cpp's many-row kernels, whose sums run in another order: there the answer is
+`Llama`'s up to the first near-tie (`same_but_for_ties`). On a GPU much more moves (see the
+README).
 """
 
 from __future__ import annotations

@@ -82,8 +82,8 @@ class Slots:
         ctx_params.n_ubatch = self.n_batch
         ctx_params.n_seq_max = self.parallel
         # a stream of num_ctx cells for each sequence: its cells sit where they would if it ran
-        # alone, so a greedy answer does not depend on what else is in the batch (in one unified
-        # pool, attention sums over the cells in another order, and answers drift)
+        # alone (in one unified pool, attention sums over the cells in another order, and greedy
+        # answers drift much more with their neighbours)
         ctx_params.kv_unified = False
         ctx_params.n_threads = ctx_params.n_threads_batch = int(p.get("n_threads") or 1)
         self.ctx = llama.llama_init_from_model(self.model, ctx_params)
