@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from localforge.schedule.placement import Pools, Shape, place, processor
+from localforge.schedule.placement import Pools, Shape, as_ollama_shows, place, processor
 from localforge.schedule.policy import Fifo, Forge
 from localforge.schedule.simulate import Arrival, SimModel, simulate
 
@@ -119,3 +119,18 @@ def test_the_users_num_gpu_is_the_placement_in_the_scheduler() -> None:
     policy.register("m", "m", layered(5), 1.0, wanted_layers=7)
     run = simulate(policy, {"m": SimModel("m", layered(5), 1.0)}, [Arrival(0.0, "m", 1.0)])
     assert run.placements["m"] == [7] and policy.used.vram == layered(5).memory(7).vram
+
+
+def test_every_layer_on_the_gpu_shows_as_ollama_shows_it() -> None:
+    """llama.cpp keeps the input embeddings in RAM; Ollama still says `100% GPU` (issue 21)."""
+    on_gpu = MODEL.memory(MODEL.max_layers)
+    assert on_gpu.ram > 0  # what llama.cpp really holds in RAM
+    for all_layers in (MODEL.max_layers, 99, -1):
+        shown = as_ollama_shows(MODEL, all_layers, on_gpu)
+        assert shown == Pools(on_gpu.total, 0)
+        assert processor(shown) == "100% GPU"
+    partly = MODEL.memory(5)
+    assert as_ollama_shows(MODEL, 5, partly) == partly and processor(partly).endswith("CPU/GPU")
+    cpu_build = Pools(0, on_gpu.total)  # llama.cpp without GPU offload: nothing went to a GPU
+    assert as_ollama_shows(MODEL, -1, cpu_build) == cpu_build
+    assert processor(as_ollama_shows(MODEL, -1, cpu_build)) == "100% CPU"

@@ -36,7 +36,7 @@ from localforge.runner.client import Runner, describe_exit
 from localforge.runner.protocol import Done, Infer, Load, Piece, on_gpu
 from localforge.runner.safe_models import SafeModels
 from localforge.schedule import budget as memory
-from localforge.schedule.placement import Pools, Shape
+from localforge.schedule.placement import Pools, Shape, as_ollama_shows
 from localforge.store import demo
 from localforge.store.layout import Manifest, ModelStore
 
@@ -262,7 +262,8 @@ class LlamaCppBackend:
         out = []
         for loaded in self._loaded.values():
             shape, _ = self.footprint(loaded.card, dict(loaded.key[3]), loaded.embedding)
-            used = shape.memory(loaded.gpu_layers if loaded.gpu_offload else 0)
+            gpu_layers = loaded.gpu_layers if loaded.gpu_offload else 0
+            used = as_ollama_shows(shape, gpu_layers, shape.memory(shape.max_layers if gpu_layers < 0 else gpu_layers))
             out.append(Residency(name=loaded.card.name, size=used.total, size_vram=used.vram,
                                  context_length=loaded.n_ctx, expires_at=None))
         return out

@@ -115,6 +115,15 @@ def place(shape: Shape, free: Pools, wanted: int | None = None, *, gpu: bool = T
     return None
 
 
+def as_ollama_shows(shape: Shape, gpu_layers: int, used: Pools) -> Pools:
+    """What `/api/ps` and `ps` show of a placement: llama.cpp keeps the input embeddings in RAM
+    even with every layer offloaded, but Ollama shows such a model as all on the GPU (`size_vram`
+    equal to `size`, `100% GPU`), and users read a split as partly offloaded. A negative
+    `gpu_layers` is llama.cpp's "all"."""
+    every = gpu_layers < 0 or shape.clamp(gpu_layers) == shape.max_layers
+    return Pools(used.total, 0) if shape.layers and every and used.vram > 0 else used
+
+
 def processor(used: Pools) -> str:
     """Where a resident model runs, as `ollama ps` prints it: `100% GPU`, `100% CPU`, or the split
     `48%/52% CPU/GPU`."""

@@ -40,7 +40,7 @@ from localforge.route.registry import Entry
 from localforge.schedule import budget as memory
 from localforge.schedule.core import Config, Core, Load, Start, Ticket, Unload
 from localforge.schedule.meter import Meter
-from localforge.schedule.placement import Pools, Shape, processor
+from localforge.schedule.placement import Pools, Shape, as_ollama_shows, processor
 from localforge.schedule.policy import POLICIES
 
 log = logging.getLogger(__name__)
@@ -358,8 +358,8 @@ class Scheduler:
         config = (match or configs or [None])[0]
         if config is None:
             return residency
-        residency.size = config.reserved.total
-        residency.size_vram = config.reserved.vram
+        shown = as_ollama_shows(config.shape, config.gpu_layers, config.reserved)
+        residency.size, residency.size_vram = shown.total, shown.vram
         remaining = _expires_in_s(config, self.clock())
         residency.expires_at = None if remaining is None else datetime.now(UTC) + timedelta(seconds=remaining)
         return residency
