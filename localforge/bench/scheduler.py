@@ -128,18 +128,31 @@ def _real_models(cache: Path) -> list[tuple[str, Path, dict[str, Any]]]:
             ("smollm2-8k:135m", smol, {"num_ctx": 8192})]
 
 
-async def _replay(policy: Core, trace: list[Arrival], cache: Path, budget: int) -> dict[str, float]:
+def _real_backend(cache: Path) -> tuple[Any, list[tuple[str, Path, dict[str, Any]]]]:
     from localforge.backends.llamacpp import LlamaCppBackend
     from localforge.config import ModelConfig, Settings
+
+    specs = _real_models(cache)
+    settings = Settings(data_dir=cache, demo_models=False, models=[
+        ModelConfig(name=n, path=str(p), num_ctx=o.get("num_ctx")) for n, p, o in specs])
+    return LlamaCppBackend(settings), specs
+
+
+def one_model_budget(cache: Path) -> int:
+    """A budget that holds the largest of the three configurations, at the estimates the
+    scheduler places by: one model at a time, so every switch is a load."""
+    backend, _ = _real_backend(cache)
+    return max(backend.footprint(card, {})[0].memory(0).total for card in backend.models())
+
+
+async def _replay(policy: Core, trace: list[Arrival], cache: Path, budget: int) -> dict[str, float]:
+    from localforge.errors import RunnerCrashed
     from localforge.inference import Inference
     from localforge.route.registry import Registry
     from localforge.schedule.budget import Budget
     from localforge.schedule.scheduler import Scheduler
 
-    specs = _real_models(cache)
-    settings = Settings(data_dir=cache, demo_models=False, models=[
-        ModelConfig(name=n, path=str(p), num_ctx=o.get("num_ctx")) for n, p, o in specs])
-    backend = LlamaCppBackend(settings)
+    backend, specs = _real_backend(cache)
     registry = Registry([backend])
     scheduler = Scheduler(policy, Budget(Pools(0, budget), "none", "bench"))
     entries = {n: await registry.resolve(n) for n, _, _ in specs}
@@ -154,9 +167,15 @@ async def _replay(policy: Core, trace: list[Arrival], cache: Path, budget: int) 
                             options={"num_predict": 8, "temperature": 0.0, "seed": 1})
         request.options.update(entry.card.parameters.get("num_ctx") and
                                {"num_ctx": entry.card.parameters["num_ctx"]} or {})
-        async with scheduler.slot(entry, request.options, None) as grant:
-            async for _ in backend.infer(entry.card, request):
-                pass
+        for attempt in (1, 2):  # a crash on a first decode heals in safe mode, as the server's retry
+            try:
+                async with scheduler.slot(entry, request.options, None) as grant:
+                    async for _ in backend.infer(entry.card, request):
+                        pass
+                break
+            except RunnerCrashed:
+                if attempt == 2:
+                    raise
         waits.append(grant.waited_s)
         done.append(time.monotonic() - begin)
         if len(done) % 10 == 0 or len(done) == len(trace):
@@ -178,12 +197,13 @@ def run_real(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     trace = make_trace(args.seed, args.requests, args.gap_s, names)
     cache = Path(args.cache_dir).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
+    budget = int(args.budget_gb * GB) if args.budget_gb else one_model_budget(cache)
+    print(f"memory budget {budget / GB:.2f} GB", flush=True)
     results = {}
     for name, cls in POLICIES.items():
         print(f"{name}: replaying {len(trace)} requests", flush=True)
-        policy = cls(int(args.budget_gb * GB), starvation_s=args.starvation_s,
-                     min_resident_s=args.min_resident_s)
-        results[name] = anyio.run(_replay, policy, trace, cache, int(args.budget_gb * GB))
+        policy = cls(budget, starvation_s=args.starvation_s, min_resident_s=args.min_resident_s)
+        results[name] = anyio.run(_replay, policy, trace, cache, budget)
     return results
 
 
@@ -215,7 +235,8 @@ def add_parser(bench: Any) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--requests", type=int, default=120)
     p.add_argument("--gap-s", type=float, help="mean gap between arrivals (0.3 real, 10 simulated)")
-    p.add_argument("--budget-gb", type=float, help="memory budget (0.4 real, 8 simulated)")
+    p.add_argument("--budget-gb", type=float,
+                   help="memory budget (real: the largest model's estimate, so one fits; 8 simulated)")
     p.add_argument("--starvation-s", type=float, help="starvation bound (30 real, 180 simulated)")
     p.add_argument("--min-resident-s", type=float, default=5.0)
     p.add_argument("--load-s", type=float, default=30.0, help="simulated load time")
@@ -228,7 +249,7 @@ def add_parser(bench: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     sim = args.simulate
     args.gap_s = args.gap_s or (10.0 if sim else 0.3)
-    args.budget_gb = args.budget_gb or (8.0 if sim else 0.4)
+    args.budget_gb = args.budget_gb or (8.0 if sim else None)
     args.starvation_s = args.starvation_s or (180.0 if sim else 30.0)
     if args.profile == "gaming-pc" and not sim:
         raise SystemExit("--profile gaming-pc is a simulation: add --simulate")
