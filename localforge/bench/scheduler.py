@@ -140,7 +140,7 @@ def _real_backend(cache: Path) -> tuple[Any, list[tuple[str, Path, dict[str, Any
 
 def one_model_budget(cache: Path) -> int:
     """A budget that holds the largest of the three configurations, at the estimates the
-    scheduler places by: one model at a time, so every switch is a load."""
+    scheduler places by: any one fits, never all three, so models must take turns."""
     backend, _ = _real_backend(cache)
     return max(backend.footprint(card, {})[0].memory(0).total for card in backend.models())
 
