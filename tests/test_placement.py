@@ -27,6 +27,15 @@ def test_tied_embeddings_cost_ram_once_and_are_copied_to_the_gpu() -> None:
     assert tied.memory(5) == Pools(400 + 60, 60)
 
 
+def test_the_cpus_repacked_copy_costs_ram_only_for_what_stays_there() -> None:
+    amx = Shape(layers=(100,) * 4, output=60, output_cpu=1, host=60, compute=0, repack=(90,) * 4,
+                output_repack=70)
+    assert amx.memory(0).ram == 60 + 400 + 1 + 4 * 90 + 70
+    assert amx.memory(2) == Pools(200, 60 + 200 + 1 + 2 * 90 + 70)
+    assert amx.memory(5) == Pools(400 + 60, 60)  # nothing in RAM for the CPU's kernels to copy
+    assert amx.slowdown(2) == Shape(layers=(100,) * 4, output=60, output_cpu=1).slowdown(2)
+
+
 def test_partial_offload_is_slower_the_more_lies_in_ram() -> None:
     times = [MODEL.slowdown(g, cpu_speed=0.1) for g in range(MODEL.max_layers + 1)]
     assert times[-1] == 1.0 and times == sorted(times, reverse=True)

@@ -88,6 +88,8 @@ class TensorBytes:
     input: int
     output: int
     output_cpu: int
+    repack: tuple[int, ...] = ()  # each layer's copy in llama.cpp's AMX buffer (beside the mapped file)
+    output_repack: int = 0  # the output projection's AMX copy (of the input embeddings if tied)
 
 
 def tensor_nbytes(dims: list[int], ggml_type: int) -> int:
@@ -95,19 +97,56 @@ def tensor_nbytes(dims: list[int], ggml_type: int) -> int:
     return int(np.prod(dims)) // block * size if dims else 0
 
 
-def group_tensors(sizes: dict[str, int]) -> TensorBytes:
+# llama.cpp's AMX kernels (ggml-cpu/amx, built where the CPU has AMX-INT8): the weight types they
+# repack into a buffer of their own, with the K alignment each needs and the bytes each block gains
+_AMX_TYPES = {GGMLQuantizationType.Q4_0: (32, 0), GGMLQuantizationType.Q4_1: (32, 0),
+              GGMLQuantizationType.Q8_0: (32, 4), GGMLQuantizationType.Q4_K: (256, 4),
+              GGMLQuantizationType.Q5_K: (256, 4), GGMLQuantizationType.Q6_K: (256, 0),
+              GGMLQuantizationType.IQ4_XS: (256, 2), GGMLQuantizationType.F16: (16, 0)}
+_AMX_TILE_N = 32  # a matrix's output rows come in tiles of 2 x 16
+
+
+def amx_nbytes(dims: list[int], ggml_type: int) -> int:
+    """The bytes of a weight matrix's copy in llama.cpp's AMX buffer, 0 where AMX leaves it: a 2-D
+    weight of a supported type whose shape fits the tiles, repacked with the extras each block
+    carries there (`ggml_backend_amx_get_alloc_size` in ggml-cpu/amx/mmq.cpp; f16 is copied as is)."""
+    if len(dims) != 2 or ggml_type not in _AMX_TYPES:
+        return 0
+    (k, n), (alignment, extra) = dims, _AMX_TYPES[GGMLQuantizationType(ggml_type)]
+    if k % alignment or n % _AMX_TILE_N:
+        return 0
+    if ggml_type == GGMLQuantizationType.F16:
+        return tensor_nbytes(dims, ggml_type)
+    block, size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+    return n * (k // block) * (size + extra)
+
+
+def _layer(name: str) -> int | None:
+    parts = name.split(".")
+    return int(parts[1]) if parts[0] == "blk" and len(parts) > 1 and parts[1].isdigit() else None
+
+
+def group_tensors(sizes: dict[str, int], amx: dict[str, int] | None = None) -> TensorBytes:
+    """Group the tensors' bytes (`sizes`, and `amx`: each weight's AMX copy) as llama.cpp places them."""
     layers: dict[int, int] = {}
+    repack: dict[int, int] = {}
+    amx = amx or {}
     other = 0
     for name, nbytes in sizes.items():
-        if name.startswith("blk.") and name.split(".")[1].isdigit():
-            index = int(name.split(".")[1])
+        if (index := _layer(name)) is not None:
             layers[index] = layers.get(index, 0) + nbytes
+            repack[index] = repack.get(index, 0) + amx.get(name, 0)
         elif not name.startswith(("token_embd", "output")):
             other += nbytes  # rope factors and the like: small, kept with the input
     embeddings, norm = sizes.get("token_embd.weight", 0), sizes.get("output_norm.weight", 0)
     projection = sizes.get("output.weight", 0)
-    return TensorBytes(tuple(layers.get(i, 0) for i in range(max(layers, default=-1) + 1)),
-                       embeddings + other, norm + (projection or embeddings), norm + projection)
+    count = max(layers, default=-1) + 1
+    # a tied output is a duplicate of the input embeddings: on the CPU it shares their bytes, but
+    # AMX (a buffer type of its own for the projection) keeps a repacked copy of it
+    output_repack = amx.get("output.weight", 0) if projection else amx.get("token_embd.weight", 0)
+    return TensorBytes(tuple(layers.get(i, 0) for i in range(count)), embeddings + other,
+                       norm + (projection or embeddings), norm + projection,
+                       tuple(repack.get(i, 0) for i in range(count)), output_repack)
 
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
@@ -166,13 +205,15 @@ def _parse(path: str) -> tuple[dict[str, Any], int, TensorBytes]:
             metadata[key] = cursor.value(cursor.unpack("<I"))
         parameters = 0
         sizes: dict[str, int] = {}
+        amx: dict[str, int] = {}
         for _ in range(n_tensors):
             name = cursor.string()
             dims = [cursor.unpack("<Q") for _ in range(cursor.unpack("<I"))]
-            sizes[name] = tensor_nbytes(dims, cursor.unpack("<I"))
+            ggml_type = cursor.unpack("<I")
+            sizes[name], amx[name] = tensor_nbytes(dims, ggml_type), amx_nbytes(dims, ggml_type)
             cursor.unpack("<Q")
             parameters += int(np.prod(dims)) if dims else 0
-        return metadata, parameters, group_tensors(sizes)
+        return metadata, parameters, group_tensors(sizes, amx)
 
 
 def read(path: Path) -> GGUFInfo:

@@ -9,11 +9,14 @@ after a load, and the tests hold this estimate to them):
   Ollama's estimator with flash attention, which runners leave to llama.cpp's `auto` and which
   is on wherever the backend has it);
 - the output buffer: the logits of each slot (every token's, and the embeddings, for an
-  embedding configuration).
+  embedding configuration);
+- on a CPU with AMX-INT8 (unless safe mode turns llama.cpp's extra buffer types off): a repacked
+  copy of each weight matrix the AMX kernels take, held beside the mapped file for the layers in RAM.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +50,19 @@ def output_bytes(info: gguf_info.GGUFInfo, n_batch: int, slots: int, embedding: 
     return F32 * (vocab + embd) * n_batch if embedding else F32 * vocab * slots
 
 
-def shape(path: Path, params: dict[str, Any], slots: int) -> Shape:
-    """The configuration's `Shape` for llama-cpp-python load `params` and `slots` sequences."""
+@cache
+def cpu_has_amx() -> bool:
+    """Whether this CPU has what llama.cpp's AMX kernels need (a native build then has them)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_int8" in flags and "avx512_vnni" in flags
+
+
+def shape(path: Path, params: dict[str, Any], slots: int, *, repacks: bool = False) -> Shape:
+    """The configuration's `Shape` for llama-cpp-python load `params` and `slots` sequences;
+    `repacks`: llama.cpp's AMX kernels keep their own copy of the weights in RAM."""
     info = gguf_info.read(path)
     n_ctx, n_batch = int(params["n_ctx"]), int(params.get("n_batch", 512))
     embedding = bool(params.get("embedding"))
@@ -57,4 +71,5 @@ def shape(path: Path, params: dict[str, Any], slots: int) -> Shape:
     return Shape(layers=tuple(weights + kv for weights in tensors.layers), output=tensors.output,
                  output_cpu=tensors.output_cpu,
                  host=tensors.input + output_bytes(info, n_batch, slots, embedding),
-                 compute=compute_bytes(info, n_ctx, n_batch))
+                 compute=compute_bytes(info, n_ctx, n_batch),
+                 repack=tensors.repack if repacks else (), output_repack=tensors.output_repack if repacks else 0)

@@ -256,7 +256,8 @@ class LlamaCppBackend:
         from the GGUF's tensors and metadata (see backends/gguf_memory.py)."""
         params = self._load_params(card, options, embedding)
         slots = 1 if embedding else self.parallel(card)
-        return gguf_memory.shape(Path(card.source["path"]), params, slots), params["n_ctx"]
+        repacks = gguf_memory.cpu_has_amx() and not self._safe_mode(card)
+        return gguf_memory.shape(Path(card.source["path"]), params, slots, repacks=repacks), params["n_ctx"]
 
     def resident(self) -> list[Residency]:
         out = []

@@ -52,6 +52,8 @@ class Shape:
     output_cpu: int = 0  # the output layer in RAM (less where it shares the input embeddings)
     host: int = 0  # always in RAM: input embeddings, logits, what a backend cannot split
     compute: int = 0  # llama.cpp's compute buffer, on each device that runs part of the graph
+    repack: tuple[int, ...] = ()  # in RAM only: a CPU layer's extra copy for the CPU's kernels (AMX)
+    output_repack: int = 0  # in RAM only: the output layer's such copy while it is on the CPU
 
     @classmethod
     def flat(cls, size: int) -> Shape:
@@ -73,13 +75,18 @@ class Shape:
         on_gpu, in_ram = sum(self.layers[first_on_gpu:]), sum(self.layers[:first_on_gpu])
         return (on_gpu + self.output, in_ram) if g > n else (on_gpu, in_ram + self.output_cpu)
 
+    def _repacked(self, gpu_layers: int) -> int:
+        """The extra copies the CPU's kernels keep of what stays in RAM."""
+        n, g = len(self.layers), self.clamp(gpu_layers)
+        return sum(self.repack[:n - min(g, n)]) + (0 if g > n else self.output_repack)
+
     def memory(self, gpu_layers: int) -> Pools:
         """What this placement takes from each pool."""
         g = self.clamp(gpu_layers)
         on_gpu, in_ram = self._split(g)
         everything = g > len(self.layers)  # every repeating layer and the output on the GPU
         return Pools(on_gpu + (self.compute if g else 0),
-                     self.host + in_ram + (0 if everything else self.compute))
+                     self.host + in_ram + self._repacked(g) + (0 if everything else self.compute))
 
     @property
     def total(self) -> int:
@@ -97,7 +104,8 @@ class Shape:
         and the compute buffer by the GPU's ratio where a GPU took part, else RAM's."""
         scale = vram if vram > 0 else ram
         return Shape(tuple(round(b * scale) for b in self.layers), round(self.output * scale),
-                     round(self.output_cpu * scale), round(self.host * ram), round(self.compute * scale))
+                     round(self.output_cpu * scale), round(self.host * ram), round(self.compute * scale),
+                     tuple(round(b * ram) for b in self.repack), round(self.output_repack * ram))
 
 
 def place(shape: Shape, free: Pools, wanted: int | None = None, *, gpu: bool = True,
