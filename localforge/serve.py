@@ -91,7 +91,7 @@ def run(settings: Settings, log_level: str) -> int:
     import uvicorn
 
     from localforge.server.app import create_app
-    from localforge.server.connections import TimedH11Protocol
+    from localforge.server.connections import timed_protocol
 
     try:
         sock = bind(settings.host, settings.port)
@@ -112,7 +112,7 @@ def run(settings: Settings, log_level: str) -> int:
     print(f"LocalForge {__version__} listening on {url} "
           f"(models: {settings.models_path}, data: {settings.data_dir})", flush=True)
     config = uvicorn.Config(create_app(settings), log_level=log_level, timeout_graceful_shutdown=5,
-                            http=TimedH11Protocol)  # idle connections time out
+                            http=timed_protocol())  # idle connections time out
     logging.getLogger("uvicorn.error").addFilter(QuietShutdown())  # after Config set up its loggers
     try:
         uvicorn.Server(config).run(sockets=[sock])

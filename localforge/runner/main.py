@@ -112,6 +112,12 @@ class Outbox:
         self.out.write(frame(message))
         self.out.flush()
 
+    def send_all(self, messages: list[FromRunner]) -> None:
+        """One write for what one decode produced: the server reads a step's pieces at once."""
+        if messages:
+            self.out.write(b"".join(map(frame, messages)))
+            self.out.flush()
+
 
 def serve_embeddings(engine: Engine, fault: Fault, inbox: queue.Queue[ToRunner], outbox: Outbox) -> None:
     while not isinstance(message := inbox.get(), Stop):
@@ -160,8 +166,8 @@ def decode_loop(slots: Slots, fault: Fault, inbox: queue.Queue[ToRunner], cancel
                 slots.admit(request)
             except RequestError as exc:
                 outbox.send(exc.failed(request.id))
-        for event in slots.step():
-            outbox.send(event)
+        for events in slots.step():
+            outbox.send_all(events)
 
 
 def resident_bytes() -> int:

@@ -17,6 +17,7 @@ import codecs
 import ctypes
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,11 +221,12 @@ class Slots:
         return None if sequence is None else self._finish(sequence, "cancel")
 
     # the loop
-    def step(self) -> list[Event]:
+    def step(self) -> Iterator[list[Event]]:
         """One step: the next token of every answering sequence in one decode, then waiting
         prompts in chunks of `num_batch` tokens, up to `num_batch` prompt tokens a step. A long
-        prompt takes several steps while the answers in flight keep moving. Returns the pieces
-        and ends the step produced.
+        prompt takes several steps while the answers in flight keep moving. Yields the pieces
+        and ends each decode produced, as soon as it produced them (the answers' pieces do not
+        wait for a prompt's chunk).
 
         A prompt is read exactly as llama.cpp reads it alone (`Llama.eval`): in chunks of
         `num_batch` from where the slot's cache ends, each chunk in a decode of its own. Split
@@ -236,15 +238,15 @@ class Slots:
             if sequence.last is not None:
                 answering.append((sequence, [sequence.last]))
                 sequence.last = None
-        events = self._decode(answering) if answering else []
+        if answering:
+            yield self._decode(answering)
         room = self.n_batch
         for sequence in list(self.active.values()):
             chunk = sequence.pending[:self.n_batch]
             if chunk and len(chunk) <= room:  # a chunk that does not fit waits for the next step
                 del sequence.pending[:len(chunk)]
                 room -= len(chunk)
-                events += self._decode([(sequence, chunk)])
-        return events
+                yield self._decode([(sequence, chunk)])
 
     def _decode(self, work: list[tuple[Sequence, list[int]]]) -> list[Event]:
         """Decode each sequence's tokens in one batch; sample the next token of every sequence

@@ -8,10 +8,15 @@ from datetime import UTC, datetime
 FOREVER_AT = "2318-01-01T00:00:00Z"  # where Ollama's "kept forever" expires_at lands
 
 
+_second: tuple[int, str] = (-1, "")  # the last second formatted: a stream stamps many chunks in one
+
+
 def now() -> str:
-    ns = time.time_ns()
-    base = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{ns % 1_000_000_000:09d}Z"
+    global _second
+    seconds, fraction = divmod(time.time_ns(), 1_000_000_000)
+    if _second[0] != seconds:
+        _second = (seconds, datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{fraction:09d}Z"
 
 
 def iso(moment: datetime | None) -> str:
