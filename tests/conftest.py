@@ -18,15 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_gguf import write_tiny_llama  # noqa: E402
 
+from localforge.bench.target import cpu_has_amx  # noqa: E402, F401  (the one test modules import)
 from localforge.store import demo  # noqa: E402
-
-
-def cpu_has_amx() -> bool:
-    """Whether llama.cpp's AMX path (which segfaults on the first decode) would run here."""
-    try:
-        return "amx" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
 
 
 def free_port() -> int:
