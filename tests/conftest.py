@@ -18,13 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_gguf import write_tiny_llama  # noqa: E402
 
-from localforge.backends import gguf_memory  # noqa: E402
+from localforge.backends.gguf_memory import cpu_has_amx  # noqa: E402, F401  (the one test modules import)
 from localforge.store import demo  # noqa: E402
-
-
-def cpu_has_amx() -> bool:
-    """Whether llama.cpp's AMX path (which segfaults on the first decode) would run here."""
-    return gguf_memory.cpu_has_amx()
 
 
 def free_port() -> int:

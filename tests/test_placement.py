@@ -143,3 +143,43 @@ def test_every_layer_on_the_gpu_shows_as_ollama_shows_it() -> None:
     cpu_build = Pools(0, on_gpu.total)  # llama.cpp without GPU offload: nothing went to a GPU
     assert as_ollama_shows(MODEL, -1, cpu_build) == cpu_build
     assert processor(as_ollama_shows(MODEL, -1, cpu_build)) == "100% CPU"
+
+
+@settings(max_examples=300, deadline=None)
+@given(shapes, pools, st.integers(0, 2 * GB), st.one_of(st.none(), st.integers(0, 60)))
+def test_once_the_runner_overhead_is_known_no_placement_goes_over_the_vram_budget(
+        bare: Shape, free: Pools, overhead: int, wanted: int | None) -> None:
+    """What a runner really holds on the GPU is its buffers and its overhead (issue 21)."""
+    g = place(bare.with_overhead(overhead), free, wanted)
+    if g is not None and g > 0:
+        assert bare.memory(g).vram + overhead <= free.vram
+    if g == 0:
+        assert bare.memory(0).vram == 0  # nothing on the GPU: no runner overhead there either
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 20), st.sampled_from(["small", "mid", "big"]), st.floats(0.1, 5)),
+                min_size=1, max_size=25),
+       st.integers(0, 3 * GB), st.integers(1, 14))
+def test_policies_keep_every_runner_and_its_overhead_within_the_vram_budget(
+        arrivals: list[tuple[float, str, float]], overhead: int, vram_gb: int) -> None:
+    models, memory = gaming_pc()
+    budget = Pools(vram_gb * GB, memory.ram)
+    trace = sorted((Arrival(at, name, s) for at, name, s in arrivals), key=lambda a: a.at)
+    for policy in (Fifo(budget), Forge(budget)):
+        policy.know_overhead(overhead)
+        run = simulate(policy, models, trace)
+        assert run.peak_vram <= budget.vram
+        for config in policy.configs.values():
+            bare = models[config.key].footprint
+            assert isinstance(bare, Shape)
+            assert config.shape.memory(config.gpu_layers).vram == (
+                bare.memory(config.gpu_layers).vram + (overhead if config.gpu_layers else 0))
+
+
+def test_a_measured_load_corrects_the_layers_and_leaves_the_overhead_alone() -> None:
+    shape = MODEL.with_overhead(500)
+    measured = Pools(2 * (300 + 50) + 500, shape.memory(3).ram)  # buffers twice the estimate
+    corrected = shape.corrected(3, measured)
+    assert corrected.overhead == 500 and corrected.memory(3).vram == measured.vram
+    assert corrected.memory(5).vram == 2 * (500 + 50) + 500  # the next placement: twice the layers

@@ -97,9 +97,10 @@ def test_idle_connections_time_out(server: RunningServer) -> None:
     host, port = server.url.removeprefix("http://").split(":")
     idle = [socket.create_connection((host, int(port))) for _ in range(20)]
     trickling = socket.create_connection((host, int(port)))
+    trickling.sendall(b"GET /api/version HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
     started = time.monotonic()
     while time.monotonic() - started < HEADERS_S + 3:
-        trickling.sendall(b"G")  # a byte at a time never finishes the headers
+        trickling.sendall(b"a")  # a byte at a time never finishes the headers
         assert httpx.get(server.url + "/api/version", timeout=5).status_code == 200
         time.sleep(1)
         if time.monotonic() - started > HEADERS_S + 1:

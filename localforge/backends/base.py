@@ -14,7 +14,9 @@ the scheduler asks for when present (the built-in llama.cpp backend has them all
 - `holds(card, options, embedding) -> bool`: whether the configuration is still loaded (a runner
   that died between requests is noticed through it).
 - `measured_memory(card, options, embedding) -> placement.Pools | None`: what loading it really
-  took from each pool.
+  took from each pool (on the GPU, the runner's whole figure: its buffers and its overhead).
+- `runner_overhead() -> int | None`: the VRAM each of its processes holds beside its buffers
+  (CUDA context, cuBLAS workspace), once measured; every placement then reserves it.
 """
 
 from __future__ import annotations

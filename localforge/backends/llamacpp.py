@@ -29,11 +29,12 @@ from localforge import names
 from localforge import options as opts
 from localforge.backends import cards, gguf_info, gguf_memory, grammar_limits, prompts
 from localforge.backends.base import ModelCard, Residency
+from localforge.backends.gpu_overhead import RunnerOverhead, buffers_on_gpu
 from localforge.config import Settings
 from localforge.errors import BadRequest, LocalForgeError, Unavailable, Unsupported
 from localforge.inference import Delta, Embedding, Event, Final, Inference
 from localforge.runner.client import Runner, describe_exit
-from localforge.runner.protocol import Done, Infer, Load, Piece, on_gpu
+from localforge.runner.protocol import Done, Infer, Load, Piece
 from localforge.runner.safe_models import SafeModels
 from localforge.schedule import budget as memory
 from localforge.schedule.placement import Pools, Shape, as_ollama_shows
@@ -74,6 +75,7 @@ class LlamaCppBackend:
         self._demo: list[Manifest] | None = None
         self._crashes: dict[str, deque[float]] = {}  # model -> monotonic times of its crashes
         self._safe_paths = SafeModels(settings.data_dir / "safe-mode.json")  # crashed on a first decode
+        self._overhead = RunnerOverhead(settings.data_dir / "gpu-overhead.json")
         self._cpu: anyio.CapacityLimiter | None = None  # made on first use, inside the event loop
 
     def _cpu_limiter(self) -> anyio.CapacityLimiter:
@@ -196,6 +198,9 @@ class LlamaCppBackend:
         loaded = Loaded(runner, card, key, params["n_ctx"], embedding, answer.base_rss,
                         params["n_gpu_layers"], answer.buffers)
         self._loaded[key] = loaded
+        if answer.gpu_offload:  # on every runner: cuBLAS takes its workspace at a first decode
+            self._overhead.measure((r.runner.pid, r.buffers) for r in self._loaded.values()
+                                   if r.runner.pid is not None)
         return loaded, time.perf_counter_ns() - started
 
     def _runner_ended(self, key: tuple[Any, ...], runner: Runner) -> None:
@@ -237,6 +242,11 @@ class LlamaCppBackend:
         """Whether a live runner holds this configuration (the scheduler notices idle crashes)."""
         return self._key(card, options, embedding) in self._loaded
 
+    def runner_overhead(self) -> int | None:
+        """Bytes of VRAM each runner holds beside its buffers (CUDA context, cuBLAS workspace),
+        once measured on these GPUs (see gpu_overhead.py); None before."""
+        return self._overhead.known
+
     def measured_memory(self, card: ModelCard, options: dict[str, Any],
                         embedding: bool = False) -> Pools | None:
         """What loading this configuration took from each pool: its runner's GPU memory (NVML's
@@ -246,7 +256,7 @@ class LlamaCppBackend:
         if loaded is None or loaded.runner.pid is None:
             return None
         rss = loaded.runner.memory()
-        reported = sum(size for name, size in loaded.buffers.items() if on_gpu(name.split(":", 1)[1]))
+        reported = buffers_on_gpu(loaded.buffers)
         vram = memory.gpu_bytes_of(loaded.runner.pid) if reported else 0
         return Pools(vram or reported, 0 if rss is None else max(0, rss - loaded.base_rss))
 

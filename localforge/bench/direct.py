@@ -1,22 +1,23 @@
 """The baseline of `localforge bench runners` and `bench throughput`: llama-cpp-python called
 directly, in a process of its own.
 
-    python -m localforge.bench.direct MODEL.gguf warm RUNS NUM_PREDICT
-    python -m localforge.bench.direct MODEL.gguf serial CLIENTS[,CLIENTS...] NUM_PREDICT
+    python -m localforge.bench.direct MODEL.gguf warm RUNS NUM_PREDICT [--gpu-layers N] [--safe]
+    python -m localforge.bench.direct MODEL.gguf serial CLIENTS[,CLIENTS...] NUM_PREDICT [...]
 
 `warm` prints the time to first token and the decode rate of each of RUNS warm answers. `serial`
 plays each number of clients as a server without batching would: their requests all arrive at
 once and are answered one after another, so a later one's first token waits for the earlier
 answers. It prints, per number of clients, each request's arrival, token times and count.
-It runs as a subprocess so that a native fault here (the AMX path, say) cannot hide LocalForge's
-figures.
+`--gpu-layers` is LocalForge's placement of the model (llama-cpp-python's default is none on
+the GPU) and `--safe` its runners' safe mode (bench/target.py says which apply). It runs as a
+subprocess so that a native fault here cannot hide LocalForge's figures.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import asdict
 from typing import Any
@@ -55,15 +56,27 @@ def serial(llm: Any, clients: list[int], num_predict: int) -> list[tuple[int, li
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m localforge.bench.direct")
+    parser.add_argument("path")
+    parser.add_argument("mode", choices=["warm", "serial"])
+    parser.add_argument("amount")
+    parser.add_argument("num_predict", type=int)
+    parser.add_argument("--gpu-layers", type=int, default=0)
+    parser.add_argument("--safe", action="store_true")
+    args = parser.parse_args()
+    if args.safe:
+        from localforge.runner.engine import use_safe_mode
+
+        use_safe_mode()
     from llama_cpp import Llama
 
-    path, mode, amount, num_predict = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     # LocalForge's defaults: a thread per core (llama-cpp-python's is half the cores)
-    llm = Llama(path, n_ctx=4096, n_threads=os.cpu_count() or 2, verbose=False)
-    if mode == "warm":
-        print(json.dumps(warm(llm, int(amount), num_predict)))
+    llm = Llama(args.path, n_ctx=4096, n_threads=os.cpu_count() or 2, n_gpu_layers=args.gpu_layers,
+                verbose=False)
+    if args.mode == "warm":
+        print(json.dumps(warm(llm, int(args.amount), args.num_predict)))
     else:
-        print(json.dumps(serial(llm, [int(n) for n in amount.split(",")], num_predict)))
+        print(json.dumps(serial(llm, [int(n) for n in args.amount.split(",")], args.num_predict)))
 
 
 if __name__ == "__main__":

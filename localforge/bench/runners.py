@@ -1,10 +1,12 @@
 """`localforge bench runners`: what running models in runner processes costs, and that it leaks nothing.
 
-It starts `localforge serve` on SmolLM2-135M from the demo package, then measures over HTTP:
+It starts `localforge serve` on one model (`--model`, any model the store knows; SmolLM2-135M
+from the demo package by default), then measures over HTTP:
 
 - the time to first token and the decode rate of streamed `/api/chat` answers, warm, against
   llama-cpp-python's `create_chat_completion` on the same model, prompt and sampling, called
-  directly in a process of its own (`localforge.bench.direct`);
+  directly in a process of its own (`localforge.bench.direct`), with the model where LocalForge
+  puts it and in safe mode where its runners are (bench/target.py);
 - memory over N load/unload cycles: the server's resident memory and its runners' after each
   load and after each unload. Unloading ends the runner, so its memory goes back to the system.
 """
@@ -27,6 +29,7 @@ import psutil
 
 from localforge.bench.server import served
 from localforge.bench.streams import summary, through_localforge
+from localforge.bench.target import DEMO_MODEL, Target, resolve
 from localforge.runner.protocol import RUNNER_MODULE
 
 MB = 2**20
@@ -85,25 +88,23 @@ def _wait_for_runners_to_end(server_pid: int, timeout: float = 10) -> list[psuti
     return left
 
 
-def direct(model_path: Path, runs: int, num_predict: int) -> dict[str, float]:
+def direct(target: Target, runs: int, num_predict: int) -> dict[str, float]:
     from localforge.bench.streams import Run
 
-    done = subprocess.run([sys.executable, "-m", "localforge.bench.direct", str(model_path), "warm", str(runs),
-                           str(num_predict)], capture_output=True, text=True, check=False)
+    done = subprocess.run([sys.executable, "-m", "localforge.bench.direct", str(target.path), "warm", str(runs),
+                           str(num_predict), *target.direct_args()], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return {"error": done.returncode}  # type: ignore[dict-item]
     return summary([Run(**r) for r in json.loads(done.stdout)])
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from localforge.store import demo
-
-    path = demo.smollm2_path()
-    if path is None:
-        raise SystemExit("the benchmark needs the demo models: pip install -e '.[demo]'")
-    model = "smollm2:135m"
-    report: dict[str, Any] = {"model": model, "runs": args.runs, "num_predict": args.num_predict}
-    with served(path, model) as (url, process, startup_s):
+    target = resolve(args.model)
+    model = target.name
+    report: dict[str, Any] = {"model": model, "runs": args.runs, "num_predict": args.num_predict,
+                              "gpu_layers": target.gpu_layers, "safe_mode": target.safe_mode}
+    with served(target.path, model, target.server_settings(), remembered=target.data_dir) as (
+            url, process, startup_s):
         report["startup_s"] = round(startup_s, 2)
         print(f"server up in {startup_s:.2f} s; {args.runs} warm streamed answers through LocalForge…",
               file=sys.stderr, flush=True)
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         cycles = memory_cycles(url, model, process.pid, args.cycles, progress)
     print(f"{args.runs} warm answers from llama-cpp-python directly…", file=sys.stderr, flush=True)
-    report["direct"] = direct(path, args.runs, args.num_predict)
+    report["direct"] = direct(target, args.runs, args.num_predict)
     report["memory"] = {"server_first_mib": round(cycles[0].unloaded_server / MB, 1),
                         "server_last_mib": round(cycles[-1].unloaded_server / MB, 1),
                         "runner_loaded_mib": round(max(c.loaded_runners for c in cycles) / MB, 1),
@@ -150,7 +151,8 @@ def _plot(cycles: list[Cycle], path: Path) -> None:
 def print_report(report: dict[str, Any]) -> None:
     lf, dr, mem = report["localforge"], report["direct"], report["memory"]
     print(f"time to first token and decode rate, {report['model']}, {report['runs']} warm runs, "
-          f"{report['num_predict']} tokens each")
+          f"{report['num_predict']} tokens each; {report['gpu_layers']} layers on the GPU"
+          f"{', safe mode' if report['safe_mode'] else ''}")
     print(f"  server start-up: {report['startup_s']:.2f} s")
     for label, r in (("LocalForge /api/chat via a runner", lf), ("llama-cpp-python directly    ", dr)):
         if "error" in r:
@@ -179,6 +181,7 @@ def main(args: argparse.Namespace) -> int:
 def add_parser(bench: Any) -> None:
     p = bench.add_parser("runners", help="time to first token, decode rate and memory through runner processes",
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=DEMO_MODEL, help=f"any model the store knows (default {DEMO_MODEL})")
     p.add_argument("--runs", type=int, default=30, help="warm streamed answers each way (default 30)")
     p.add_argument("--num-predict", type=int, default=64, help="tokens per answer (default 64)")
     p.add_argument("--cycles", type=int, default=30, help="load/unload cycles (default 30)")

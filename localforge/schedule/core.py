@@ -12,6 +12,12 @@ and RAM (`placement.Pools`; VRAM is 0 without a GPU): each load gets a placement
 layers go on the GPU (`placement.place`), and reserves what that placement takes from each pool.
 Two policies share the state and differ only in `plan`: `Fifo` is what Ollama does (one global
 queue in arrival order, swapping on demand), `Forge` is LocalForge's (see policy.py).
+
+Every runner that uses the GPU holds a fixed overhead there beside its buffers (`overhead`: none
+until the backend has measured it on a first runner, then reserved in every placement). A load
+that measures more VRAM than its placement's share can leave the pool over budget; `decide` then
+restores the budget before anything else (`restore`): it evicts idle models, least recently used
+first, or reloads the one over its share with the layers its corrected shape allows.
 """
 
 from __future__ import annotations
@@ -101,7 +107,7 @@ class Load:
 @dataclass(slots=True, frozen=True)
 class Unload:
     key: str
-    reason: Literal["evict", "expired"]
+    reason: Literal["evict", "expired", "over budget"]
 
 
 Action = Start | Load | Unload
@@ -124,6 +130,7 @@ class Core:
         self.default_keep_alive_s = default_keep_alive_s
         self.starvation_s = starvation_s
         self.min_resident_s = min_resident_s
+        self.overhead = 0  # each runner's own VRAM beside its buffers, once measured
         self.configs: dict[str, Config] = {}
         self._tickets: dict[int, Ticket] = {}
 
@@ -154,6 +161,10 @@ class Core:
                     free = free + config.reserved
         return free
 
+    def over_budget(self) -> int:
+        """Bytes of VRAM held beyond the budget, once the unloads under way are done (0 if none)."""
+        return max(0, -self.free(counting_unloads=True).vram) if self.gpu else 0
+
     def placement(self, config: Config, free: Pools) -> int | None:
         """The layers on the GPU that `free` allows this configuration, or None if it cannot fit."""
         return place(config.shape, free, config.wanted_layers, gpu=self.gpu, partial=self.partial)
@@ -175,6 +186,8 @@ class Core:
         `size` is bytes (all in RAM) or a `Shape` to place; `parallel` defaults to the policy's;
         `wanted_layers` is the user's `num_gpu`."""
         shape = size if isinstance(size, Shape) else Shape.flat(size)
+        if self.gpu and shape.layers:
+            shape = shape.with_overhead(self.overhead)
         config = self.configs.get(key)
         if config is None:
             config = self.configs[key] = Config(key, model, shape, load_s,
@@ -250,17 +263,23 @@ class Core:
                     self.expire(sibling.key, now)
         return served
 
+    def know_overhead(self, overhead: int) -> None:
+        """The backend measured each runner's fixed VRAM: every placement from now on reserves it."""
+        self.overhead = max(0, int(overhead))
+        for config in self.configs.values():
+            if config.shape.layers:
+                config.shape = config.shape.with_overhead(self.overhead)
+
     def loaded(self, key: str, now: float, measured: Pools | None, load_s: float) -> None:
-        """The load is done; `measured` (what it took from each pool, if known) replaces the
-        estimate it reserved and corrects the shape for the configuration's later loads."""
+        """The load is done; `measured` (what it took from each pool, if known, the runner's
+        overhead included) replaces the estimate it reserved and corrects the shape for the
+        configuration's later loads. If that leaves VRAM over budget, `decide` restores it."""
         config = self.configs[key]
         config.state, config.loaded_at, config.last_used = "ready", now, now
         config.load_s, config.loads = load_s, config.loads + 1
         config.expires_at = now + config.keep_alive_s
         if measured is not None and measured.total:
-            estimate = config.reserved
-            config.shape = config.shape.scaled(measured.vram / estimate.vram if estimate.vram else 0.0,
-                                               measured.ram / estimate.ram if estimate.ram else 1.0)
+            config.shape = config.shape.corrected(config.gpu_layers, measured)
             config.reserved = measured
 
     def load_failed(self, key: str) -> list[int]:
@@ -297,8 +316,35 @@ class Core:
                                  if c.idle and not c.queue and c.expires_at <= now]
         for action in actions:
             self.configs[action.key].state = "unloading"
+        actions += self.restore()
         actions += self.plan(now)
         return actions
+
+    def restore(self) -> list[Action]:
+        """Bring VRAM back within the budget after a load measured more than its share: evict
+        idle models that hold VRAM, least recently used first, if they are enough; else unload
+        the latest load that went over its share (when idle), to be loaded again with the layers
+        its corrected shape allows. Busy models are waited for."""
+        over = self.over_budget()
+        if not over:
+            return []
+        holders = [c for c in self.configs.values() if c.state == "ready" and c.reserved.vram]
+        fresh = max(holders, key=lambda c: c.loaded_at, default=None)
+        idle = sorted((c for c in holders if c.idle and c is not fresh),
+                      key=lambda c: (bool(c.queue), c.last_used))
+        evict: list[Config] = []
+        for config in idle:
+            if over <= 0:
+                break
+            evict.append(config)
+            over -= config.reserved.vram
+        if over > 0:
+            if fresh is None or not fresh.idle:
+                return []
+            evict = [fresh]
+        for config in evict:
+            config.state = "unloading"
+        return [Unload(c.key, "over budget") for c in evict]
 
     def plan(self, now: float) -> list[Action]:
         raise NotImplementedError

@@ -3,9 +3,12 @@
 llama.cpp offloads the *last* `n_gpu_layers` repeating layers; one more than the model's layer
 count also puts the output layer on the GPU ("33/33 layers"). Each layer's KV cache lives with the
 layer. The input embeddings always stay in RAM. llama.cpp reserves a compute buffer on the GPU as
-soon as any layer is there, and one in RAM unless every layer is on the GPU. `Shape` holds those
-sizes (an estimate from the GGUF, corrected once a load has been measured) and answers what a
-placement takes from each pool, and how much slower it decodes than the whole model on the GPU.
+soon as any layer is there, and one in RAM unless every layer is on the GPU. Each runner process
+that uses the GPU also holds a fixed `overhead` there, beside its buffers: its CUDA context and
+cuBLAS workspace (about 0.5 GB on an H200), the same for every model, measured once per GPU; like
+the compute buffer it is counted where any layer is on the GPU. `Shape` holds those sizes (an
+estimate from the GGUF, corrected once a load has been measured) and answers what a placement
+takes from each pool, and how much slower it decodes than the whole model on the GPU.
 
 Decoding is memory-bound: a token reads every weight once, so its time is the sum over the pools
 of bytes / bandwidth. `cpu_speed` is RAM's bandwidth as a share of VRAM's (a consumer GPU reads
@@ -17,7 +20,7 @@ Nothing here reads a clock or a device; the policies and the simulation call it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 CPU_SPEED = 0.12  # RAM bandwidth / VRAM bandwidth on a gaming PC: ~60 GB/s against ~500 GB/s
 
@@ -52,6 +55,7 @@ class Shape:
     output_cpu: int = 0  # the output layer in RAM (less where it shares the input embeddings)
     host: int = 0  # always in RAM: input embeddings, logits, what a backend cannot split
     compute: int = 0  # llama.cpp's compute buffer, on each device that runs part of the graph
+    overhead: int = 0  # the runner's own VRAM beside its buffers (CUDA context, cuBLAS workspace)
     repack: tuple[int, ...] = ()  # in RAM only: a CPU layer's extra copy for the CPU's kernels (AMX)
     output_repack: int = 0  # in RAM only: the output layer's such copy while it is on the CPU
 
@@ -85,7 +89,7 @@ class Shape:
         g = self.clamp(gpu_layers)
         on_gpu, in_ram = self._split(g)
         everything = g > len(self.layers)  # every repeating layer and the output on the GPU
-        return Pools(on_gpu + (self.compute if g else 0),
+        return Pools(on_gpu + (self.compute + self.overhead if g else 0),
                      self.host + in_ram + self._repacked(g) + (0 if everything else self.compute))
 
     @property
@@ -99,13 +103,23 @@ class Shape:
         on_gpu, in_ram = self._split(gpu_layers)
         return (on_gpu + in_ram / cpu_speed) / max(1, on_gpu + in_ram)
 
-    def scaled(self, vram: float, ram: float) -> Shape:
-        """This shape corrected by measured / estimated ratios of a load (per pool): the layers
-        and the compute buffer by the GPU's ratio where a GPU took part, else RAM's."""
+    def with_overhead(self, overhead: int) -> Shape:
+        return replace(self, overhead=max(0, int(overhead)))
+
+    def corrected(self, gpu_layers: int, measured: Pools) -> Shape:
+        """This shape corrected by what a load at `gpu_layers` measured (per pool): the layers
+        and the compute buffer by the GPU's ratio where a GPU took part, else RAM's. The runner's
+        overhead is no part of the ratio: it is the same for every model."""
+        estimate = self.memory(gpu_layers)
+        fixed = self.overhead if self.clamp(gpu_layers) else 0
+        vram = (max(0, measured.vram - fixed) / (estimate.vram - fixed)
+                if estimate.vram > fixed else 0.0)
+        ram = measured.ram / estimate.ram if estimate.ram else 1.0
         scale = vram if vram > 0 else ram
         return Shape(tuple(round(b * scale) for b in self.layers), round(self.output * scale),
                      round(self.output_cpu * scale), round(self.host * ram), round(self.compute * scale),
-                     tuple(round(b * ram) for b in self.repack), round(self.output_repack * ram))
+                     self.overhead, tuple(round(b * ram) for b in self.repack),
+                     round(self.output_repack * ram))
 
 
 def place(shape: Shape, free: Pools, wanted: int | None = None, *, gpu: bool = True,

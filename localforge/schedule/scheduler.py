@@ -123,6 +123,17 @@ class Scheduler:
             return (size if isinstance(size, Shape) else int(size)), int(context)
         return entry.card.size, entry.card.context_length
 
+    def _learn_overhead(self, entry: Entry) -> None:
+        """Take up each runner's fixed VRAM once the backend has measured it (NVML on its first
+        runner that used the GPU, minus the buffers llama.cpp reported): every placement from
+        then on reserves it."""
+        measure = getattr(entry.backend, "runner_overhead", None)
+        found = measure() if callable(measure) and self.budget.gpu else None
+        if found is not None and int(found) != self.policy.overhead:
+            log.info("each runner holds %.2f GB of VRAM beside its buffers (CUDA context, cuBLAS "
+                     "workspace): every placement reserves it", int(found) / 1e9)
+            self.policy.know_overhead(int(found))
+
     @staticmethod
     def _wanted_layers(options: dict[str, Any]) -> int | None:
         """The user's `num_gpu` (layers on the GPU), which wins over placement; -1 is automatic."""
@@ -162,6 +173,7 @@ class Scheduler:
         """Wait for the model to be resident and a slot free; hold the slot while serving.
         `until_disconnected` is the request's client going away: it leaves the queue then."""
         size, context = self._footprint(entry, options, embedding)
+        self._learn_overhead(entry)
         key = self.key(entry.card, options, embedding, context)
         self._placements[key] = Placement(entry, dict(options), embedding, context)
         self.policy.register(key, entry.card.name, size, self.expected_load_s(entry.card) or 0.5,
@@ -295,13 +307,21 @@ class Scheduler:
             self._wake()
             return
         elapsed = time.perf_counter_ns() - started
-        used = memory.measured(self._load_memory(place, before), config.reserved)
+        self._learn_overhead(place.entry)
+        share = config.reserved
+        # against the estimate with the overhead known now: a first runner's is in its figure
+        used = memory.measured(self._load_memory(place, before), config.shape.memory(gpu_layers))
         self.policy.loaded(key, self.clock(), used, elapsed / 1e9)
         self._fresh[key] = elapsed
         self.meter.loads[config.model] += 1
         self.meter.load_seconds[config.model] += elapsed / 1e9
         log.info("loaded %s in %.2f s: %s (%d bytes of VRAM, %d of RAM)", key, elapsed / 1e9,
                  processor(config.reserved), config.reserved.vram, config.reserved.ram)
+        if config.reserved.vram > share.vram and (over := self.policy.over_budget()):
+            log.warning("%s took %d bytes of VRAM, %d more than its placement's share, and the "
+                        "models now hold %d bytes over the VRAM budget: idle models are evicted, "
+                        "or it is loaded again with fewer layers", key, config.reserved.vram,
+                        config.reserved.vram - share.vram, over)
         self._wake()
 
     def _load_memory(self, place: Placement, before: Pools | None) -> Pools | None:

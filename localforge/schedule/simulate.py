@@ -56,6 +56,7 @@ class Run:
     loads: int = 0
     evictions: int = 0
     peak_bytes: int = 0
+    peak_vram: int = 0
     placements: dict[str, list[int]] = field(default_factory=dict)  # model -> gpu_layers of each load
     end: float = 0.0
     log: list[tuple[float, str, str]] = field(default_factory=list)
@@ -104,6 +105,7 @@ def simulate(policy: Core, models: dict[str, SimModel], trace: list[Arrival],
                 heapq.heappush(events, (now + unload_s, next(seq), "unloaded", action.key))
             run.log.append((now, type(action).__name__, action.key))
         run.peak_bytes = max(run.peak_bytes, policy.used.total)
+        run.peak_vram = max(run.peak_vram, policy.used.vram)
     run.end = now
     return run
 

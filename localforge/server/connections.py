@@ -13,21 +13,20 @@ uses where it is installed: it costs less per streamed token) and h11's (pure Py
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 HEADERS_S = 10.0
 
+if TYPE_CHECKING:  # both protocols have what the clock uses (`loop`, `transport`, `cycle`, ...)
+    _Protocol = H11Protocol
+else:
+    _Protocol = object
 
-class HeadersClock:
-    """The clock, mixed into one of uvicorn's HTTP protocols (which provide `loop`, `transport`,
-    `cycle` and `timeout_keep_alive`)."""
 
-    loop: asyncio.AbstractEventLoop
-    transport: asyncio.Transport
-    cycle: Any
-    timeout_keep_alive: float
+class HeadersClock(_Protocol):
+    """The clock, mixed into one of uvicorn's HTTP protocols."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -82,7 +81,7 @@ def timed_protocol() -> type[asyncio.Protocol]:
     except ImportError:
         return TimedH11Protocol
 
-    class TimedHttpToolsProtocol(HeadersClock, HttpToolsProtocol):
+    class TimedHttpToolsProtocol(HeadersClock, HttpToolsProtocol):  # type: ignore[misc]
         """httptools' protocol with the clock."""
 
     return TimedHttpToolsProtocol
