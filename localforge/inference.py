@@ -103,6 +103,17 @@ class Final:
     eval_ns: int = 0
     total_ns: int = 0
     context: list[int] | None = None
+    runner: RunnerCost | None = None  # a runner process's own cost, where one served it
+
+
+@dataclass(slots=True)
+class RunnerCost:
+    """The decode steps of a runner process since its previous answer ended: how many, their time,
+    and the part of it in llama_decode (the rest is the runner's own loop)."""
+
+    steps: int = 0
+    step_ns: int = 0
+    decode_ns: int = 0
 
 
 Event = Delta | Final

@@ -201,6 +201,7 @@ class Pipeline:
                                 event.total_ns = time.perf_counter_ns() - started
                                 event.load_ns = event.load_ns or grant.load_ns
                                 final = event
+                                self.scheduler.meter.ran(entry.card.name, event.runner)
                                 # issue 15, commit before done: the row is written before the
                                 # final chunk goes out, so an acknowledged answer is never lost
                                 record.finish(final)

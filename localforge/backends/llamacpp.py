@@ -32,7 +32,7 @@ from localforge.backends.base import ModelCard, Residency
 from localforge.backends.gpu_overhead import RunnerOverhead, buffers_on_gpu
 from localforge.config import Settings
 from localforge.errors import BadRequest, LocalForgeError, Unavailable, Unsupported
-from localforge.inference import Delta, Embedding, Event, Final, Inference
+from localforge.inference import Delta, Embedding, Event, Final, Inference, RunnerCost
 from localforge.runner.client import Runner, describe_exit
 from localforge.runner.protocol import Done, Infer, Load, Piece
 from localforge.runner.safe_models import SafeModels
@@ -381,7 +381,8 @@ class LlamaCppBackend:
         assert final is not None  # the runner ends every answer with Done, or raises
         yield Final(done_reason=final.done_reason, prompt_tokens=final.prompt_tokens,
                     eval_tokens=final.eval_tokens, load_ns=load_ns, prompt_ns=final.prompt_ns,
-                    eval_ns=final.eval_ns, context=final.context, cached_tokens=final.cached_tokens)
+                    eval_ns=final.eval_ns, context=final.context, cached_tokens=final.cached_tokens,
+                    runner=RunnerCost(final.steps, final.step_ns, final.decode_ns))
 
     async def embed(self, card: ModelCard, texts: list[str], options: dict[str, Any],
                     truncate: bool = True) -> Embedding:

@@ -8,7 +8,10 @@ round), the time to first token p50/p95 and the inter-token latency p50/p95 (ove
 of every round). The baseline is llama-cpp-python called directly in a process of its own,
 answering the same N requests one after another, as a server without batching would (a later
 request's first token waits for the earlier answers), with the model where LocalForge puts it and
-in safe mode where its runners are (bench/target.py).
+in safe mode where its runners are (bench/target.py). Beside each N it prints what serving cost
+beside the model (bench/costs.py): the server process's CPU per streamed token, and the runner's
+own loop per decode step (sampling, detokenizing, stop strings, framing: the step outside
+`llama_decode`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from localforge.bench import costs
 from localforge.bench.server import served
 from localforge.bench.streams import percentile, prompts, stream_chat
 from localforge.bench.target import DEMO_MODEL, Target, resolve
@@ -55,10 +59,14 @@ def _round(http: httpx.Client, model: str, clients: int, num_predict: int) -> li
 
 
 def through_localforge(http: httpx.Client, model: str, clients: int, num_predict: int,
-                       rounds: int) -> dict[str, float]:
-    """`rounds` rounds of `clients` concurrent requests: the median round's throughput, and the
-    latency percentiles over every request of every round."""
-    return _summarise(clients, [_round(http, model, clients, num_predict) for _ in range(rounds)])
+                       rounds: int, server_pid: int) -> dict[str, float]:
+    """`rounds` rounds of `clients` concurrent requests: the median round's throughput, the
+    latency percentiles over every request of every round, and what serving them cost the
+    server's CPU per token and the runner's loop per step (bench/costs.py)."""
+    before = costs.read(http, server_pid)
+    played = [_round(http, model, clients, num_predict) for _ in range(rounds)]
+    streamed = sum(len(stamps) for requests in played for _, stamps in requests)
+    return {**_summarise(clients, played), **costs.read(http, server_pid).since(before, streamed)}
 
 
 def _summarise(clients: int, played: list[list[tuple[float, list[float]]]]) -> dict[str, float]:
@@ -87,12 +95,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"model": model, "num_predict": args.num_predict, "gpu_layers": target.gpu_layers,
                               "safe_mode": target.safe_mode, "localforge": [], "baseline": []}
     settings = f"parallel = {most}\nnum_ctx = {args.num_ctx}"
-    with served(target.path, model, target.server_settings(), settings, target.data_dir) as (url, _, _), httpx.Client(
+    server_at = served(target.path, model, target.server_settings(), settings, target.data_dir)
+    with server_at as (url, server, _), httpx.Client(
             base_url=url, timeout=300, limits=httpx.Limits(max_connections=most)) as http:
         _round(http, model, 1, 8)  # load and warm (and open the client's connections)
         for n in args.clients:
             print(f"LocalForge, {n} concurrent client(s), {args.rounds} rounds…", file=sys.stderr, flush=True)
-            report["localforge"].append(through_localforge(http, model, n, args.num_predict, args.rounds))
+            report["localforge"].append(through_localforge(http, model, n, args.num_predict, args.rounds,
+                                                           server.pid))
     print("llama-cpp-python directly, one request after another…", file=sys.stderr, flush=True)
     report["baseline"] = baseline(target, args.clients, args.num_predict, args.rounds)
     return report
@@ -112,6 +122,10 @@ def print_report(report: dict[str, Any]) -> None:
         for r in report[label]:
             print(f"{label:12}{r['clients']:>8}{r['tokens_per_s']:>10.1f}{r['ttft_p50_ms']:>8.0f}ms"
                   f"{r['ttft_p95_ms']:>8.0f}ms{r['itl_p50_ms']:>7.1f}ms{r['itl_p95_ms']:>7.1f}ms")
+    print(f"{'':12}{'clients':>8}{'server CPU/token':>18}{'runner loop/step':>18}{'of the step':>13}")
+    for r in report["localforge"]:
+        print(f"{'localforge':12}{r['clients']:>8}{r['server_cpu_ms_per_token']:>16.3f}ms"
+              f"{r['runner_loop_us_per_step']:>16.0f}µs{100 * r['runner_loop_share']:>12.1f}%")
     for label in ("localforge", "baseline"):
         ratio = scaling(report[label])
         if ratio is not None:

@@ -21,6 +21,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,7 +48,7 @@ from localforge.runner.protocol import (
     frame,
     to_runner,
 )
-from localforge.runner.slots import Slots
+from localforge.runner.slots import Event, Slots
 
 
 class InjectedFault(Exception):
@@ -142,10 +143,32 @@ def _drain(inbox: queue.Queue[ToRunner], block: bool) -> list[ToRunner]:
             return messages
 
 
+class StepClock:
+    """What the runner's steps cost, handed out with each `Done` (so that the figures, summed
+    over every answer, are the runner's totals): steps, their time, and the part in llama_decode."""
+
+    def __init__(self, slots: Slots) -> None:
+        self.slots = slots
+        self.steps = self.step_ns = self.decode_ns = 0  # not yet handed out
+
+    def stepped(self, started_ns: int) -> None:
+        self.steps += 1
+        self.step_ns += time.perf_counter_ns() - started_ns
+
+    def stamp(self, events: list[Event]) -> list[Event]:
+        for event in events:
+            if isinstance(event, Done):
+                event.steps, event.step_ns = self.steps, self.step_ns
+                event.decode_ns, self.slots.decode_ns = self.slots.decode_ns, 0
+                self.steps = self.step_ns = 0
+        return events
+
+
 def decode_loop(slots: Slots, fault: Fault, inbox: queue.Queue[ToRunner], cancelled: set[int],
                 outbox: Outbox) -> None:
     """Admit requests between steps while slots are free; one batch per step for all of them."""
     waiting: deque[Infer] = deque()
+    clock = StepClock(slots)
     while True:
         for message in _drain(inbox, block=not slots.active and not waiting):
             if isinstance(message, Stop):
@@ -167,8 +190,12 @@ def decode_loop(slots: Slots, fault: Fault, inbox: queue.Queue[ToRunner], cancel
                 slots.admit(request)
             except RequestError as exc:
                 outbox.send(exc.failed(request.id))
+        started, decoded = time.perf_counter_ns(), False
         for events in slots.step():
-            outbox.send_all(events)
+            outbox.send_all(clock.stamp(events))
+            decoded = True
+        if decoded:
+            clock.stepped(started)
 
 
 def resident_bytes() -> int:

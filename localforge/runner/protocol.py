@@ -75,6 +75,12 @@ class Done(msgspec.Struct, tag=True):
     eval_ns: int
     context: list[int] | None = None
     cached_tokens: int = 0  # prompt tokens the slot already held
+    # the runner's own cost since its previous Done (summed over answers, its totals): decode
+    # steps, their time (decoding, sampling, detokenizing, stop strings, framing), and the part
+    # of it in llama_decode
+    steps: int = 0
+    step_ns: int = 0
+    decode_ns: int = 0
 
 
 class Embedded(msgspec.Struct, tag=True):

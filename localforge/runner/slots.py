@@ -99,6 +99,7 @@ class Slots:
         self.cached: list[list[int]] = [[] for _ in range(self.parallel)]  # tokens each slot's cells hold
         self.scopes: list[str] = [""] * self.parallel  # whose they are (Infer.scope): shared only within one
         self.active: dict[int, Sequence] = {}  # request id -> sequence
+        self.decode_ns = 0  # time in llama_decode, since the runner started
         self._piece = ctypes.create_string_buffer(256)
 
     def close(self) -> None:
@@ -263,7 +264,9 @@ class Slots:
                     outputs.append((n, sequence))
                 n += 1
         batch.n_tokens = n
+        started = time.perf_counter_ns()
         result = llama.llama_decode(self.ctx, batch)
+        self.decode_ns += time.perf_counter_ns() - started
         if result != 0:
             return [self._fail(sequence, f"llama_decode failed ({result})") for sequence, _ in work]
         events: list[Event] = []
