@@ -48,6 +48,6 @@ def test_the_runner_declares_no_c_signatures_of_its_own() -> None:
 
 
 def test_the_check_sees_the_sampler_calls() -> None:
-    names = {name for _, name, _ in native_calls(RUNNER / "slots.py")}
+    names = {name for source in ("slots.py", "sampling.py") for _, name, _ in native_calls(RUNNER / source)}
     assert {"llama_sampler_init_penalties", "llama_sampler_init_grammar", "llama_decode",
             "llama_sampler_sample", "llama_tokenize"} <= names

@@ -359,3 +359,15 @@ def test_healing_in_safe_mode_is_no_crash_towards_the_limit(tmp_path: Path, mode
             assert chat(server, "amx").status_code == 200
     finally:
         stop_server(server)
+
+
+def test_metrics_count_the_runners_steps_and_their_time_in_llama_decode(faulty: RunningServer) -> None:
+    before = {name: metric(faulty, f"localforge_runner_{name}_total", "slow:latest")
+              for name in ("steps", "step_seconds", "decode_seconds")}
+    answers = [chat(faulty, "slow", num_predict=6).json() for _ in range(2)]
+    after = {name: metric(faulty, f"localforge_runner_{name}_total", "slow:latest") for name in before}
+    steps = after["steps"] - before["steps"]
+    # one decode for the prompt and one for each token but the last (its Done comes with it)
+    assert steps == sum(a["eval_count"] for a in answers)
+    decode, step = after["decode_seconds"] - before["decode_seconds"], after["step_seconds"] - before["step_seconds"]
+    assert 0 < decode < step  # the runner's loop is the rest of the step

@@ -145,19 +145,29 @@ def _drain(inbox: queue.Queue[ToRunner], block: bool) -> list[ToRunner]:
 
 class StepClock:
     """What the runner's steps cost, handed out with each `Done` (so that the figures, summed
-    over every answer, are the runner's totals): steps, their time, and the part in llama_decode."""
+    over every answer, are the runner's totals): steps, their time, and the part in llama_decode.
+    A `Done` carries the time of its own step up to the moment it leaves."""
 
     def __init__(self, slots: Slots) -> None:
         self.slots = slots
-        self.steps = self.step_ns = self.decode_ns = 0  # not yet handed out
+        self.steps = self.step_ns = 0  # not yet handed out
+        self.started_ns, self.counted = 0, False  # the step under way
 
-    def stepped(self, started_ns: int) -> None:
-        self.steps += 1
-        self.step_ns += time.perf_counter_ns() - started_ns
+    def start(self) -> None:
+        self.started_ns, self.counted = time.perf_counter_ns(), False
+
+    def take(self) -> None:
+        """Count the step under way, up to now."""
+        now = time.perf_counter_ns()
+        self.step_ns += now - self.started_ns
+        self.started_ns = now
+        self.steps += not self.counted
+        self.counted = True
 
     def stamp(self, events: list[Event]) -> list[Event]:
         for event in events:
             if isinstance(event, Done):
+                self.take()
                 event.steps, event.step_ns = self.steps, self.step_ns
                 event.decode_ns, self.slots.decode_ns = self.slots.decode_ns, 0
                 self.steps = self.step_ns = 0
@@ -190,12 +200,13 @@ def decode_loop(slots: Slots, fault: Fault, inbox: queue.Queue[ToRunner], cancel
                 slots.admit(request)
             except RequestError as exc:
                 outbox.send(exc.failed(request.id))
-        started, decoded = time.perf_counter_ns(), False
+        clock.start()
+        decoded = False
         for events in slots.step():
             outbox.send_all(clock.stamp(events))
             decoded = True
         if decoded:
-            clock.stepped(started)
+            clock.take()
 
 
 def resident_bytes() -> int:

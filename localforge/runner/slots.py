@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,10 +22,10 @@ from typing import Any
 
 import llama_cpp.llama_cpp as llama
 from llama_cpp._logger import set_verbose
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from localforge.runner.engine import RequestError
 from localforge.runner.protocol import Done, Failed, Infer, Load, Piece
+from localforge.runner.sampling import Sampler
 
 Event = Piece | Done | Failed
 _backend_ready = False
@@ -46,7 +45,7 @@ class Sequence:
     slot: int
     prompt: list[int]
     pending: list[int]  # prompt tokens not evaluated yet
-    sampler: Any
+    sampler: Sampler
     max_tokens: int
     stops: list[str]
     started_ns: int
@@ -104,7 +103,7 @@ class Slots:
 
     def close(self) -> None:
         for sequence in self.active.values():
-            llama.llama_sampler_free(sequence.sampler)
+            sequence.sampler.free()
         llama.llama_batch_free(self.batch)
         llama.llama_free(self.ctx)
         llama.llama_model_free(self.model)
@@ -149,9 +148,10 @@ class Slots:
         self.cached[slot], self.scopes[slot] = prompt[:reused], request.scope
         sampling = request.sampling
         max_tokens = min(int(sampling["max_tokens"]), self.n_ctx - len(prompt))
-        self.active[request.id] = Sequence(
-            request, slot, prompt, prompt[reused:], self._sampler(sampling, request.format), max_tokens,
-            [s for s in sampling.get("stop", []) if s], time.perf_counter_ns(), reused)
+        sampler = Sampler(self.model, self.n_ctx, sampling, request.format)
+        self.active[request.id] = Sequence(request, slot, prompt, prompt[reused:], sampler, max_tokens,
+                                           [s for s in sampling.get("stop", []) if s], time.perf_counter_ns(),
+                                           reused)
 
     def _reusable(self, slot: int, scope: str, prompt: list[int]) -> int:
         """The start of a prompt a slot's cells hold, if they hold the same scope's tokens."""
@@ -176,46 +176,6 @@ class Slots:
             return 0
         self.cached[slot] = prompt[:common]
         return common
-
-    def _sampler(self, o: dict[str, Any], schema: str | dict[str, Any] | None) -> Any:
-        """The request's sampler chain, in llama-cpp-python's order (`Llama._init_sampler`):
-        penalties over the answer's last tokens, the grammar, then greedy or the random samplers.
-        Every function is called through the binding's own declaration of its C signature."""
-        chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
-        add = lambda sampler: llama.llama_sampler_chain_add(chain, sampler)  # noqa: E731
-        last_n = int(o.get("repeat_last_n", 64))
-        add(llama.llama_sampler_init_penalties(self.n_vocab, self.n_ctx if last_n < 0 else last_n,
-                                               float(o.get("repeat_penalty", 1.1)),
-                                               float(o.get("frequency_penalty", 0.0)),
-                                               float(o.get("presence_penalty", 0.0))))
-        if schema not in (None, ""):
-            grammar = _grammar_text(schema)
-            sampler = llama.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
-            if not sampler:
-                llama.llama_sampler_free(chain)
-                raise RequestError("bad_request", "invalid format: llama.cpp cannot build a grammar from it")
-            add(sampler)
-        seed = o.get("seed")
-        seed = llama.LLAMA_DEFAULT_SEED if seed is None else int(seed) & 0xFFFFFFFF
-        temperature = float(o.get("temperature", 0.8))
-        if temperature <= 0:
-            add(llama.llama_sampler_init_greedy())
-        elif int(o.get("mirostat_mode", 0)) == 1:
-            add(llama.llama_sampler_init_temp(temperature))
-            add(llama.llama_sampler_init_mirostat(self.n_vocab, seed, float(o.get("mirostat_tau", 5.0)),
-                                                  float(o.get("mirostat_eta", 0.1)), 100))
-        elif int(o.get("mirostat_mode", 0)) == 2:
-            add(llama.llama_sampler_init_temp(temperature))
-            add(llama.llama_sampler_init_mirostat_v2(seed, float(o.get("mirostat_tau", 5.0)),
-                                                     float(o.get("mirostat_eta", 0.1))))
-        else:
-            add(llama.llama_sampler_init_top_k(int(o.get("top_k", 40))))
-            add(llama.llama_sampler_init_typical(float(o.get("typical_p", 1.0)), 1))
-            add(llama.llama_sampler_init_top_p(float(o.get("top_p", 0.9)), 1))
-            add(llama.llama_sampler_init_min_p(float(o.get("min_p", 0.0)), 1))
-            add(llama.llama_sampler_init_temp(temperature))
-            add(llama.llama_sampler_init_dist(seed))
-        return chain
 
     def cancel(self, request_id: int) -> Done | None:
         sequence = self.active.get(request_id)
@@ -271,7 +231,7 @@ class Slots:
             return [self._fail(sequence, f"llama_decode failed ({result})") for sequence, _ in work]
         events: list[Event] = []
         for index, sequence in outputs:
-            token = llama.llama_sampler_sample(sequence.sampler, self.ctx, index)
+            token = sequence.sampler.sample(self.ctx, index, sequence.generated)
             sequence.first_ns = sequence.first_ns or time.perf_counter_ns()
             events += self._advance(sequence, token)
         return events
@@ -305,7 +265,7 @@ class Slots:
 
     def _finish(self, sequence: Sequence, reason: str) -> Done:
         del self.active[sequence.request.id]
-        llama.llama_sampler_free(sequence.sampler)
+        sequence.sampler.free()
         ended = time.perf_counter_ns()
         first = sequence.first_ns or ended
         return Done(sequence.request.id, reason, prompt_tokens=len(sequence.prompt) - sequence.reused,
@@ -316,7 +276,7 @@ class Slots:
 
     def _fail(self, sequence: Sequence, message: str) -> Failed:
         del self.active[sequence.request.id]
-        llama.llama_sampler_free(sequence.sampler)
+        sequence.sampler.free()
         llama.llama_memory_seq_rm(self.memory, sequence.slot, -1, -1)
         self.cached[sequence.slot] = []
         return Failed(sequence.request.id, "backend", message)
@@ -335,15 +295,3 @@ def _held_back(text: str, stops: list[str]) -> int:
     """How much of the end of `text` may be the start of a stop string."""
     return max((i for stop in stops for i in range(min(len(stop) - 1, len(text)), 0, -1)
                 if text.endswith(stop[:i])), default=0)
-
-
-def _grammar_text(schema: str | dict[str, Any]) -> str:
-    if schema == "json":
-        return JSON_GBNF
-    if isinstance(schema, dict):
-        try:
-            return json_schema_to_gbnf(json.dumps(schema))
-        except Exception as exc:  # the converter raises bare Exceptions
-            raise RequestError("bad_request", f"invalid format schema: {exc}") from exc
-    raise RequestError("bad_request", "format must be \"json\" or a JSON schema object")
-
