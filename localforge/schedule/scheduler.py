@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,6 +57,25 @@ class Placement:
 
 
 @dataclass(slots=True)
+class Copy:
+    """One configuration as the scheduler drives it: how to load it (the latest request's
+    placement) and what its loads and unloads leave for the requests around them."""
+
+    placement: Placement
+    fresh_ns: int = 0  # the load whose first requests are not started yet, in ns
+    unloaded: anyio.Event | None = None  # set when an unload that `unload()` waits for is done
+
+
+@dataclass(slots=True)
+class Claim:
+    """One request's claim on a slot, from its ticket's submission until it starts or fails."""
+
+    granted: anyio.Event = field(default_factory=anyio.Event)
+    failure: LocalForgeError | None = None
+    load_ns: int = 0  # the load it waited for
+
+
+@dataclass(slots=True)
 class Grant:
     waited_s: float
     load_ns: int = 0  # the load this request waited for, reported as Ollama's load_duration
@@ -84,12 +103,8 @@ class Scheduler:
         self.budget = budget
         self.clock = clock
         self.meter = Meter()
-        self._placements: dict[str, Placement] = {}
-        self._grants: dict[int, anyio.Event] = {}
-        self._failures: dict[int, LocalForgeError] = {}
-        self._load_ns: dict[int, int] = {}
-        self._fresh: dict[str, int] = {}  # key -> ns of a load whose first requests are not started
-        self._unloads: dict[str, anyio.Event] = {}
+        self._copies: dict[str, Copy] = {}  # by configuration key
+        self._claims: dict[int, Claim] = {}  # by ticket id, until the ticket starts or fails
         self._wakeup = anyio.Event()
         self._ids = itertools.count(1)
 
@@ -175,7 +190,11 @@ class Scheduler:
         size, context = self._footprint(entry, options, embedding)
         self._learn_overhead(entry)
         key = self.key(entry.card, options, embedding, context)
-        self._placements[key] = Placement(entry, dict(options), embedding, context)
+        placement = Placement(entry, dict(options), embedding, context)
+        if (copy := self._copies.get(key)) is None:
+            self._copies[key] = Copy(placement)
+        else:
+            copy.placement = placement
         self.policy.register(key, entry.card.name, size, self.expected_load_s(entry.card) or 0.5,
                              self._parallel(entry), self._wanted_layers(options))
         ticket = Ticket(next(self._ids), key, self.clock(), keep_alive_s)
@@ -184,20 +203,19 @@ class Scheduler:
         except ServerBusy:
             self.meter.rejected += 1
             raise
-        granted = self._grants[ticket.id] = anyio.Event()
+        claim = self._claims[ticket.id] = Claim()
         self._wake()
         try:  # a client that goes away first leaves the queue, and nothing runs for it
-            await unless_disconnected(until_disconnected, granted.wait)
+            await unless_disconnected(until_disconnected, claim.granted.wait)
         except BaseException:
             self._withdraw(ticket)
             raise
-        failure = self._failures.pop(ticket.id, None)
-        if failure is not None:
-            raise failure
+        if claim.failure is not None:
+            raise claim.failure
         waited = (ticket.started or self.clock()) - ticket.arrived
         self.meter.waited(entry.card.name, waited)
         try:
-            yield Grant(waited, self._load_ns.pop(ticket.id, 0))
+            yield Grant(waited, claim.load_ns)
         except RunnerCrashed:
             self._lost(key, quietly=True)  # the crash is the backend's to log
             raise
@@ -206,8 +224,7 @@ class Scheduler:
             self._wake()
 
     def _withdraw(self, ticket: Ticket) -> None:
-        self._grants.pop(ticket.id, None)
-        self._load_ns.pop(ticket.id, None)
+        self._claims.pop(ticket.id, None)
         if self.policy.cancel(ticket.id):
             self.meter.canceled += 1
         elif ticket.started is not None:
@@ -224,7 +241,10 @@ class Scheduler:
                 continue
             self.policy.expire(config.key, now)
             if config.in_flight == 0 and not config.queue:
-                waits.append(self._unloads.setdefault(config.key, anyio.Event()))
+                copy = self._copies[config.key]
+                if copy.unloaded is None:
+                    copy.unloaded = anyio.Event()
+                waits.append(copy.unloaded)
         self._wake()
         with anyio.move_on_after(30):
             for event in waits:
@@ -245,7 +265,7 @@ class Scheduler:
         for config in self.policy.configs.values():
             if config.state != "ready" or config.in_flight:
                 continue
-            place = self._placements[config.key]
+            place = self._copies[config.key].placement
             holds = getattr(place.entry.backend, "holds", None)
             if callable(holds) and not holds(place.entry.card, place.options, place.embedding):
                 self._lost(config.key)
@@ -269,19 +289,20 @@ class Scheduler:
     def _execute(self, actions: list[Any], tg: TaskGroup) -> None:
         for action in actions:
             if isinstance(action, Start):
-                load_ns = self._fresh.pop(action.key, 0)
+                copy = self._copies[action.key]
+                load_ns, copy.fresh_ns = copy.fresh_ns, 0
                 for ticket_id in action.tickets:
-                    self._load_ns[ticket_id] = load_ns
-                    event = self._grants.pop(ticket_id, None)
-                    if event is not None:
-                        event.set()
+                    if claim := self._claims.pop(ticket_id, None):
+                        claim.load_ns = load_ns
+                        claim.granted.set()
             elif isinstance(action, Load):
                 tg.start_soon(self._load, action.key, action.gpu_layers)
             elif isinstance(action, Unload):
                 tg.start_soon(self._unload, action.key, action.reason)
 
     async def _load(self, key: str, gpu_layers: int) -> None:
-        place = self._placements[key]
+        copy = self._copies[key]
+        place = copy.placement
         config = self.policy.config(key)
         before = self._memory_now()
         started = time.perf_counter_ns()
@@ -301,9 +322,9 @@ class Scheduler:
             if isinstance(exc, RunnerCrashed):  # its runner died while loading
                 self.meter.crashes[config.model] += 1
             for ticket_id in self.policy.load_failed(key):
-                self._failures[ticket_id] = error
-                if event := self._grants.pop(ticket_id, None):
-                    event.set()
+                if claim := self._claims.pop(ticket_id, None):
+                    claim.failure = error
+                    claim.granted.set()
             self._wake()
             return
         elapsed = time.perf_counter_ns() - started
@@ -312,7 +333,7 @@ class Scheduler:
         # against the estimate with the overhead known now: a first runner's is in its figure
         used = memory.measured(self._load_memory(place, before), config.shape.memory(gpu_layers))
         self.policy.loaded(key, self.clock(), used, elapsed / 1e9)
-        self._fresh[key] = elapsed
+        copy.fresh_ns = elapsed
         self.meter.loads[config.model] += 1
         self.meter.load_seconds[config.model] += elapsed / 1e9
         log.info("loaded %s in %.2f s: %s (%d bytes of VRAM, %d of RAM)", key, elapsed / 1e9,
@@ -340,7 +361,8 @@ class Scheduler:
         return None if ram is None or vram is None else Pools(vram, ram)
 
     async def _unload(self, key: str, reason: str) -> None:
-        place = self._placements[key]
+        copy = self._copies[key]
+        place = copy.placement
         try:
             with anyio.CancelScope(shield=True):
                 if callable(getattr(place.entry.backend, "footprint", None)):
@@ -353,8 +375,9 @@ class Scheduler:
             if reason == "evict":
                 self.meter.evictions[place.entry.card.name] += 1
             log.info("unloaded %s (%s)", key, reason)
-            if event := self._unloads.pop(key, None):
-                event.set()
+            if copy.unloaded is not None:
+                copy.unloaded.set()
+                copy.unloaded = None
             self._wake()
 
     # the dashboard
@@ -374,7 +397,7 @@ class Scheduler:
         """Fill in what the scheduler knows: the measured size, where it lives, when it expires."""
         configs = [c for c in self._configs(residency.name) if c.state != "absent"]
         match = [c for c in configs
-                 if self._placements[c.key].context_length == residency.context_length]
+                 if self._copies[c.key].placement.context_length == residency.context_length]
         config = (match or configs or [None])[0]
         if config is None:
             return residency
