@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request, Response, post
 from litestar.response import Stream
 
 from localforge.errors import BadRequest
 from localforge.inference import Event, Final, Inference, ToolCall
-from localforge.server import body, convert, disconnect, streams, timefmt, wire
-from localforge.server.services import Services, client_address, scope_of
+from localforge.server import body, convert, disconnect, endpoint, streams, timefmt, wire
+from localforge.server.services import Services, client_address
+
+if TYPE_CHECKING:
+    from localforge.pipeline import Served
 
 
 def _wire_calls(calls: list[ToolCall]) -> list[wire.WireToolCall]:
@@ -45,35 +48,38 @@ def _chat_chunk(inference: Inference, event: Event) -> wire.ChatChunk:
     return wire.ChatChunk(model=inference.model, created_at=timefmt.now(), message=message, done=False)
 
 
-@post("/api/generate", status_code=200)
-async def generate(request: Request, services: Services) -> Response[Any] | Stream:
-    req = await body.read(request, wire.GenerateRequest, services.settings.max_body_bytes)
-    inference = convert.generate(req, client_address(request))
-    inference.until_disconnected = disconnect.watch(request)
-    inference.scope = scope_of(request, services)
-    if inference.stream:
-        served = await streams.start(services, inference, "/api/generate")
-        return streams.ndjson(served.events, lambda e: _generate_chunk(inference, e), served.headers)
-    served, answer = await streams.whole(services, inference, "/api/generate")
+def _generate_stream(_: wire.GenerateRequest, inference: Inference, served: Served) -> Stream:
+    return streams.ndjson(served.events, lambda e: _generate_chunk(inference, e), served.headers)
+
+
+def _generate_whole(_: wire.GenerateRequest, inference: Inference,
+                    answer: streams.Answer) -> wire.GenerateChunk:
     chunk = _generate_chunk(inference, answer.final)
     chunk.response, chunk.thinking = answer.text, answer.thinking or None
-    return Response(chunk, headers=served.headers)
+    return chunk
+
+
+@post("/api/generate", status_code=200)
+async def generate(request: Request, services: Services) -> Response[Any] | Stream:
+    return await endpoint.answer(request, services, "/api/generate", wire.GenerateRequest,
+                                 convert.generate, _generate_stream, _generate_whole)
+
+
+def _chat_stream(_: wire.ChatRequest, inference: Inference, served: Served) -> Stream:
+    return streams.ndjson(served.events, lambda e: _chat_chunk(inference, e), served.headers)
+
+
+def _chat_whole(_: wire.ChatRequest, inference: Inference, answer: streams.Answer) -> wire.ChatChunk:
+    chunk = _chat_chunk(inference, answer.final)
+    chunk.message = wire.ReplyMessage(role="assistant", content=answer.text, thinking=answer.thinking or None,
+                                      tool_calls=_wire_calls(answer.calls) or None)
+    return chunk
 
 
 @post("/api/chat", status_code=200)
 async def chat(request: Request, services: Services) -> Response[Any] | Stream:
-    req = await body.read(request, wire.ChatRequest, services.settings.max_body_bytes)
-    inference = convert.chat(req, client_address(request))
-    inference.until_disconnected = disconnect.watch(request)
-    inference.scope = scope_of(request, services)
-    if inference.stream:
-        served = await streams.start(services, inference, "/api/chat")
-        return streams.ndjson(served.events, lambda e: _chat_chunk(inference, e), served.headers)
-    served, answer = await streams.whole(services, inference, "/api/chat")
-    chunk = _chat_chunk(inference, answer.final)
-    chunk.message = wire.ReplyMessage(role="assistant", content=answer.text, thinking=answer.thinking or None,
-                                      tool_calls=_wire_calls(answer.calls) or None)
-    return Response(chunk, headers=served.headers)
+    return await endpoint.answer(request, services, "/api/chat", wire.ChatRequest,
+                                 convert.chat, _chat_stream, _chat_whole)
 
 
 def normalise(vector: list[float], dimensions: int | None = None) -> list[float]:

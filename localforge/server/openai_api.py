@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from litestar import Request, Response, get, post
@@ -19,11 +19,14 @@ from litestar.response import Stream
 from localforge.errors import BadRequest
 from localforge.inference import Delta, Event, Final, Inference, ToolCall
 from localforge.route import auto
-from localforge.server import body, convert, disconnect, errors, streams
+from localforge.server import body, convert, disconnect, endpoint, errors, streams
 from localforge.server import openai_convert as oc
 from localforge.server import openai_wire as ow
 from localforge.server.ollama_inference import normalise
-from localforge.server.services import Services, client_address, scope_of
+from localforge.server.services import Services, client_address
+
+if TYPE_CHECKING:
+    from localforge.pipeline import Served
 
 
 def _usage(final: Final) -> ow.Usage:
@@ -80,25 +83,26 @@ class ChatStream:
         return out
 
 
-@post("/v1/chat/completions", status_code=200)
-async def chat_completions(request: Request, services: Services) -> Response[Any] | Stream:
-    req = await body.read(request, ow.ChatCompletionRequest, services.settings.max_body_bytes)
-    inference = oc.chat(req, client_address(request))
-    inference.until_disconnected = disconnect.watch(request)
-    inference.scope = scope_of(request, services)
-    if inference.stream:
-        served = await streams.start(services, inference, "/v1/chat/completions")
-        state = ChatStream(inference, _include_usage(req))
-        return streams.sse(served.events, state.encode, _stream_error, served.headers)
-    served, answer = await streams.whole(services, inference, "/v1/chat/completions")
+def _chat_stream(req: ow.ChatCompletionRequest, inference: Inference, served: Served) -> Stream:
+    state = ChatStream(inference, _include_usage(req))
+    return streams.sse(served.events, state.encode, _stream_error, served.headers)
+
+
+def _chat_whole(_: ow.ChatCompletionRequest, inference: Inference,
+                answer: streams.Answer) -> ow.ChatCompletion:
     text, calls, final = answer.text, answer.calls, answer.final
     message = ow.AssistantMessage(role="assistant", content=None if calls and not text else text,
                                   reasoning=answer.thinking or None, tool_calls=oc.tool_calls(calls) or None)
     choice = ow.ChatChoice(index=0, message=message,
                            finish_reason=oc.finish_reason(final.done_reason, calls))
-    reply = ow.ChatCompletion(id=f"chatcmpl-{inference.request_id}", created=int(time.time()),
-                              model=inference.model, choices=[choice], usage=_usage(final))
-    return Response(reply, headers=served.headers)
+    return ow.ChatCompletion(id=f"chatcmpl-{inference.request_id}", created=int(time.time()),
+                             model=inference.model, choices=[choice], usage=_usage(final))
+
+
+@post("/v1/chat/completions", status_code=200)
+async def chat_completions(request: Request, services: Services) -> Response[Any] | Stream:
+    return await endpoint.answer(request, services, "/v1/chat/completions", ow.ChatCompletionRequest,
+                                 oc.chat, _chat_stream, _chat_whole)
 
 
 class CompletionStream:
@@ -129,25 +133,26 @@ class CompletionStream:
         return out
 
 
-@post("/v1/completions", status_code=200)
-async def completions(request: Request, services: Services) -> Response[Any] | Stream:
-    req = await body.read(request, ow.CompletionRequest, services.settings.max_body_bytes)
-    inference = oc.completion(req, client_address(request))
-    inference.until_disconnected = disconnect.watch(request)
-    inference.scope = scope_of(request, services)
-    if inference.stream:
-        served = await streams.start(services, inference, "/v1/completions")
-        state = CompletionStream(inference, _include_usage(req), bool(req.echo))
-        return streams.sse(served.events, state.encode, _stream_error, served.headers)
-    served, answer = await streams.whole(services, inference, "/v1/completions")
+def _completion_stream(req: ow.CompletionRequest, inference: Inference, served: Served) -> Stream:
+    state = CompletionStream(inference, _include_usage(req), bool(req.echo))
+    return streams.sse(served.events, state.encode, _stream_error, served.headers)
+
+
+def _completion_whole(req: ow.CompletionRequest, inference: Inference,
+                      answer: streams.Answer) -> ow.Completion:
     text, final = answer.text, answer.final
     if req.echo:
         text = inference.prompt + text
     choice = ow.CompletionChoice(index=0, text=text,
                                  finish_reason=oc.finish_reason(final.done_reason, []))
-    reply = ow.Completion(id=f"cmpl-{inference.request_id}", created=int(time.time()),
-                          model=inference.model, choices=[choice], usage=_usage(final))
-    return Response(reply, headers=served.headers)
+    return ow.Completion(id=f"cmpl-{inference.request_id}", created=int(time.time()),
+                         model=inference.model, choices=[choice], usage=_usage(final))
+
+
+@post("/v1/completions", status_code=200)
+async def completions(request: Request, services: Services) -> Response[Any] | Stream:
+    return await endpoint.answer(request, services, "/v1/completions", ow.CompletionRequest,
+                                 oc.completion, _completion_stream, _completion_whole)
 
 
 def _model(name: str, modified_at: datetime | None) -> ow.Model:
