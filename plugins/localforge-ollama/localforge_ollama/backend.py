@@ -11,7 +11,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -19,6 +18,7 @@ import httpx
 from localforge import names
 from localforge.backends.base import ModelCard, ModelDetails, Residency
 from localforge.backends.fleet import Endpoint, Fleet, describe, guess_locality, json_body
+from localforge.backends.upstreams import Discovered
 from localforge.errors import BackendFailed, LocalForgeError
 from localforge.inference import Embedding, Event, Inference
 from localforge_ollama import native
@@ -26,13 +26,10 @@ from localforge_ollama.config import OllamaConfig, UpstreamConfig
 
 log = logging.getLogger(__name__)
 BACKEND = "ollama"
-
-
-@dataclass(slots=True)
-class Discovered:
-    tags: list[dict[str, Any]] = field(default_factory=list)
-    shows: dict[str, dict[str, Any]] = field(default_factory=dict)  # by digest
-    fresh_until: float = 0.0
+# what a failed listing can raise: what was known is kept
+_LISTING_FAILED = (httpx.HTTPError, LocalForgeError, ValueError, LookupError, AttributeError)
+# what one upstream offers: its /api/tags entries, and their /api/show by digest
+Found = Discovered[dict[str, Any], dict[str, Any]]
 
 
 def parameters(text: str) -> dict[str, Any]:
@@ -65,7 +62,7 @@ class OllamaBackend:
         for u in config.upstreams:
             self.fleet.add(Endpoint(u.label, u.url.rstrip("/"), "ollama upstream", u.api_key_env,
                                     u.timeout_s).configure(u.connect_timeout_s, u.first_token_s, u.idle_s))
-        self._found = {u.label: Discovered() for u in config.upstreams}
+        self._found: dict[str, Found] = {u.label: Discovered() for u in config.upstreams}
 
     def _endpoint(self, label: str) -> Endpoint:
         return self.fleet.members[label].endpoint
@@ -83,23 +80,20 @@ class OllamaBackend:
         response.raise_for_status()
         return response.json()
 
-    def _discover(self, upstream: UpstreamConfig) -> Discovered:
+    def _discover(self, upstream: UpstreamConfig) -> Found:
         found = self._found[upstream.label]
-        if time.monotonic() < found.fresh_until:
-            return found
         endpoint = self._endpoint(upstream.label)
-        try:
+
+        def listing() -> list[dict[str, Any]]:
             tags = [t for t in self._get(endpoint, "/api/tags").get("models") or []
                     if not upstream.models or t.get("name") in upstream.models]
             for tag in tags:
-                if tag.get("digest") not in found.shows:
-                    found.shows[tag.get("digest", "")] = self._get(endpoint, "/api/show",
+                if tag.get("digest") not in found.known:
+                    found.known[tag.get("digest", "")] = self._get(endpoint, "/api/show",
                                                                    {"model": tag["name"]})
-        except (httpx.HTTPError, LocalForgeError, ValueError, LookupError, AttributeError) as exc:
-            log.warning("%s: cannot list models: %s", endpoint.label, endpoint.scrub(describe(exc)))
-            found.fresh_until = time.monotonic() + min(self.config.refresh_s, 10.0)
-            return found
-        found.tags, found.fresh_until = tags, time.monotonic() + self.config.refresh_s
+            return tags
+
+        found.refresh(listing, self.config.refresh_s, endpoint, _LISTING_FAILED, log)
         return found
 
     def _local(self, upstream: UpstreamConfig, upstream_name: str) -> str | None:
@@ -110,13 +104,13 @@ class OllamaBackend:
         cards: dict[str, ModelCard] = {}
         for upstream in self.config.upstreams:
             found = self._discover(upstream)
-            for tag in found.tags:
+            for tag in found.items:
                 name = self._local(upstream, tag.get("name", ""))
                 if name is None:
                     continue
                 card = cards.get(name.lower())
                 if card is None:
-                    show = found.shows.get(tag.get("digest", ""), {})
+                    show = found.known.get(tag.get("digest", ""), {})
                     card = cards[name.lower()] = self._card(name, tag, show)
                 card.source["routes"][upstream.label] = tag["name"]
                 card.model_info["localforge.upstreams"].append(upstream.label)

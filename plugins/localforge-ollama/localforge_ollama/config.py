@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from localforge.backends.fleet import FleetSettings
-from localforge.errors import BadRequest
+from localforge.backends.upstreams import parse_section
 
 
 class UpstreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -44,11 +44,5 @@ class OllamaConfig(FleetSettings, kw_only=True, forbid_unknown_fields=True):
 
 
 def parse(section: dict[str, Any]) -> OllamaConfig:
-    try:
-        config = msgspec.convert(section, OllamaConfig)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"invalid [ollama] configuration: {exc}") from exc
-    labels = [u.label for u in config.upstreams]
-    if len(set(labels)) != len(labels):
-        raise BadRequest("invalid [ollama] configuration: upstream names must be unique")
-    return config
+    return parse_section(section, OllamaConfig, "ollama", "upstream",
+                         lambda config: [u.label for u in config.upstreams])

@@ -11,7 +11,6 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +18,8 @@ import httpx
 
 from localforge import names
 from localforge.backends.base import ModelCard, ModelDetails, Residency
-from localforge.backends.fleet import Endpoint, Fleet, describe, guess_locality, json_body
+from localforge.backends.fleet import Endpoint, Fleet, guess_locality, json_body
+from localforge.backends.upstreams import Discovered
 from localforge.errors import LocalForgeError
 from localforge.inference import Embedding, Event, Inference
 from localforge_openai import from_openai, to_openai
@@ -28,6 +28,8 @@ from localforge_openai.config import EndpointConfig, OpenAIConfig
 log = logging.getLogger(__name__)
 BACKEND = "openai"
 _BAD = re.compile(r"[^A-Za-z0-9._/:-]+")
+# what a failed listing can raise: the model list is kept, or the allow-list stands in
+_LISTING_FAILED = (httpx.HTTPError, LocalForgeError, ValueError, LookupError, AttributeError, TypeError)
 
 
 def local_name(upstream_id: str, prefix: str) -> str | None:
@@ -42,14 +44,6 @@ def local_name(upstream_id: str, prefix: str) -> str | None:
     return names.canonical(text) if names.is_valid(text) else None
 
 
-@dataclass(slots=True)
-class Discovered:
-    ids: list[str] = field(default_factory=list)
-    first_seen: dict[str, datetime] = field(default_factory=dict)  # shown as modified_at
-    fresh_until: float = 0.0
-    ever: bool = False
-
-
 class OpenAIBackend:
     name = BACKEND
 
@@ -62,7 +56,9 @@ class OpenAIBackend:
             self.fleet.add(Endpoint(e.name, e.base_url.rstrip("/"), "openai endpoint",
                                     e.api_key_env, e.timeout_s).configure(
                                         e.connect_timeout_s, e.first_token_s, e.idle_s))
-        self._found: dict[str, Discovered] = {e.name: Discovered() for e in config.endpoints}
+        # by endpoint: the upstream ids, and when each was first seen (shown as modified_at)
+        self._found: dict[str, Discovered[str, datetime]] = {
+            e.name: Discovered() for e in config.endpoints}
 
     def _probe(self, endpoint: Endpoint) -> httpx.Request:
         return self.client.build_request("GET", endpoint.base_url + "/models",
@@ -71,29 +67,23 @@ class OpenAIBackend:
     # discovery: models() runs in a worker thread (the registry scans there), so plain httpx is fine
     def _discover(self, config: EndpointConfig) -> list[str]:
         found = self._found[config.name]
-        if time.monotonic() < found.fresh_until:
-            return found.ids
         endpoint = self.fleet.members[config.name].endpoint
-        try:
+
+        def listing() -> list[str]:
             response = httpx.get(endpoint.base_url + "/models", headers=endpoint.headers(),
                                  timeout=self.config.probe_timeout_s * 2)
             response.raise_for_status()
             ids = [str(m["id"]) for m in response.json().get("data") or [] if m.get("id")]
-        except (httpx.HTTPError, LocalForgeError, ValueError, LookupError, AttributeError, TypeError) as exc:
-            # keep what was known; before the first success, the allow-list stands in, so a
-            # request for those models gets an error naming the endpoint, not "not found"
-            log.warning("%s: cannot list models: %s", endpoint.label, endpoint.scrub(describe(exc)))
-            found.fresh_until = time.monotonic() + min(self.config.refresh_s, 10.0)
-            if not found.ever:
-                found.ids = list(config.models)
-            return found.ids
-        if config.models:
-            ids = [i for i in ids if i in config.models]
-        found.ids, found.ever = ids, True
-        for i in ids:
-            found.first_seen.setdefault(i, datetime.now(UTC))
-        found.fresh_until = time.monotonic() + self.config.refresh_s
-        return ids
+            if config.models:
+                ids = [i for i in ids if i in config.models]
+            for i in ids:
+                found.known.setdefault(i, datetime.now(UTC))
+            return ids
+
+        found.refresh(listing, self.config.refresh_s, endpoint, _LISTING_FAILED, log)
+        # before the first success, the allow-list stands in, so a request for those models
+        # gets an error naming the endpoint, not "not found"
+        return found.items if found.ever else list(config.models)
 
     def models(self) -> list[ModelCard]:
         cards: dict[str, ModelCard] = {}
@@ -107,7 +97,7 @@ class OpenAIBackend:
                 card = cards.get(name.lower())
                 if card is None:
                     card = cards[name.lower()] = self._card(name, upstream_id, config)
-                    card.modified_at = self._found[config.name].first_seen.get(upstream_id)
+                    card.modified_at = self._found[config.name].known.get(upstream_id)
                 self._join(card, upstream_id, config)
         return list(cards.values())
 

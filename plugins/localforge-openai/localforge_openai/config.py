@@ -18,7 +18,7 @@ from typing import Any, Literal
 import msgspec
 
 from localforge.backends.fleet import FleetSettings
-from localforge.errors import BadRequest
+from localforge.backends.upstreams import parse_section
 
 Locality = Literal["local", "remote"]
 
@@ -49,11 +49,5 @@ class OpenAIConfig(FleetSettings, kw_only=True, forbid_unknown_fields=True):
 
 
 def parse(section: dict[str, Any]) -> OpenAIConfig:
-    try:
-        config = msgspec.convert(section, OpenAIConfig)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"invalid [openai] configuration: {exc}") from exc
-    names = [e.name for e in config.endpoints]
-    if len(set(names)) != len(names):
-        raise BadRequest("invalid [openai] configuration: endpoint names must be unique")
-    return config
+    return parse_section(section, OpenAIConfig, "openai", "endpoint",
+                         lambda config: [e.name for e in config.endpoints])
