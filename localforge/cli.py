@@ -18,7 +18,7 @@ from localforge.console.client import HOST_HELP
 from localforge.console.client import call as _call
 from localforge.console.progress import size
 from localforge.errors import LocalForgeError
-from localforge.schedule.placement import Pools, processor
+from localforge.resources.placement import Pools, processor
 
 Command = Callable[[argparse.Namespace], int]
 

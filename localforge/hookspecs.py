@@ -37,7 +37,7 @@ def register_embedders(register: Callable[[Any], None], settings: Settings) -> N
 @hookspec
 def register_evaluators(register: Callable[[Any], None], settings: Settings) -> None:
     """Call register(evaluator) for each Evaluator that scores a sample of routed answers in the
-    background (see localforge/route/judge.py); its scores teach the `auto` router."""
+    background (see localforge/evaluation.py); its scores teach the `auto` router."""
 
 
 @hookspec

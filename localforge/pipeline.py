@@ -18,14 +18,14 @@ import anyio
 import pluggy
 from anyio.abc import TaskGroup
 
+from localforge.backends.registry import Entry, Registry
 from localforge.errors import BackendFailed, LocalForgeError, RunnerCrashed, StaysLocal, Unavailable
+from localforge.evaluation import Asker, Evaluator, grade
 from localforge.inference import Delta, Embedding, Event, Final, Inference
 from localforge.memory.records import Recorder, RequestRecord
 from localforge.plugins import call_all
-from localforge.route import judge
 from localforge.route.auto import Routed, Routing, preset_of
-from localforge.route.judge import Evaluator
-from localforge.route.registry import Entry, Registry, routing_facts
+from localforge.route.facts import routing_facts
 from localforge.schedule.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -172,8 +172,8 @@ class Pipeline:
                         sensitive: bool) -> None:
         # what an evaluator asks about a sensitive prompt quotes it: private, whatever
         # private_stays_local says (a remote judge is an opt-in for the other prompts only)
-        asker: judge.Asker = PrivateAsker(self) if sensitive else self
-        score = await judge.grade(evaluator, request, answer, asker)
+        asker: Asker = PrivateAsker(self) if sensitive else self
+        score = await grade(evaluator, request, answer, asker)
         if score is not None and self.routing is not None:
             await self.routing.judged(request.request_id, model, score, evaluator.name)
 

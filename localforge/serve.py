@@ -13,20 +13,12 @@ import logging
 import os
 import socket
 import sys
-from pathlib import Path
-from typing import IO
 
 from localforge import __version__
 from localforge.config import Settings
+from localforge.data_folder import DataFolderBusy, lock_data_folder
 
 log = logging.getLogger(__name__)
-
-LOCK_NAME = "localforge.lock"
-
-
-class DataFolderBusy(Exception):
-    """Another live process holds the data folder; the message says who."""
-
 
 class QuietShutdown(logging.Filter):
     """A request cut off because the server is stopping is expected, not a crash: one line
@@ -55,29 +47,6 @@ def bind(host: str, port: int) -> socket.socket:
         raise
     sock.set_inheritable(True)
     return sock
-
-
-def lock_data_folder(data_dir: Path, holder: str) -> IO[str]:
-    """Hold the folder's lock file until the process ends; DataFolderBusy when another does."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / LOCK_NAME
-    handle = open(path, "a+")  # noqa: SIM115 - held open for the life of the process
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; one instance per folder is on the user
-        return handle
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        handle.seek(0)
-        who = handle.read().strip() or "another process"
-        handle.close()
-        raise DataFolderBusy(f"the data folder {data_dir} is in use by {who}") from exc
-    handle.seek(0)
-    handle.truncate()
-    handle.write(holder)
-    handle.flush()
-    return handle
 
 
 def describe_bind_error(host: str, port: int, exc: OSError) -> str:

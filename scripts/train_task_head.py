@@ -52,8 +52,8 @@ from task_corpus import HAND_WRITTEN, corpus  # noqa: E402
 
 from localforge.bench.embeddings import cached  # noqa: E402
 from localforge.config import Settings  # noqa: E402
+from localforge.config.profile import ProfileSettings  # noqa: E402
 from localforge.profile.embedding import MiniLMEmbedder  # noqa: E402
-from localforge.profile.settings import ProfileSettings  # noqa: E402
 from localforge.profile.task import TASKS, TaskClassifier, TaskHead, classify  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

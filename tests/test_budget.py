@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psutil
 
-from localforge.schedule import budget
+from localforge.resources import budget
 
 
 def test_without_a_gpu_models_live_in_ram_from_psutil() -> None:

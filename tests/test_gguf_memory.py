@@ -7,7 +7,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from localforge.backends import gguf_info, gguf_memory
+from localforge.gguf import gguf_info, gguf_memory
 from localforge.runner.client import Runner
 from localforge.runner.protocol import Load, Loaded
 from localforge.store import demo

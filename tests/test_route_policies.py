@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from localforge.config.router import RouterSettings
 from localforge.errors import BadRequest, Unavailable
 from localforge.profile.base import Profile
 from localforge.route import policies
 from localforge.route.decision import Candidate
-from localforge.route.registry import RoutingFacts
-from localforge.route.settings import RouterSettings
+from localforge.route.facts import RoutingFacts
 
 LOCAL = Candidate("local", RoutingFacts("local", context_length=2048, capabilities=["completion"]))
 REMOTE = Candidate("remote", RoutingFacts("remote", locality="remote", input_price=10, output_price=30,

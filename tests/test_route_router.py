@@ -9,13 +9,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from localforge.config.router import Preset, RouterSettings
 from localforge.memory.db import open_db
 from localforge.memory.outcomes import Memory
 from localforge.profile.base import Profile
 from localforge.route.decision import Candidate
-from localforge.route.registry import RoutingFacts
+from localforge.route.facts import RoutingFacts
 from localforge.route.router import Router
-from localforge.route.settings import Preset, RouterSettings
 
 DIM = 8
 CHEAP = Candidate("cheap", RoutingFacts("cheap", quality={"general": 0.6, "coding": 0.3}))

@@ -16,9 +16,9 @@ import anyio
 import pytest
 
 from localforge.backends.base import ModelCard
-from localforge.route.registry import Entry
-from localforge.schedule.budget import Budget
-from localforge.schedule.placement import Pools, Shape
+from localforge.backends.registry import Entry
+from localforge.resources.budget import Budget
+from localforge.resources.placement import Pools, Shape
 from localforge.schedule.policy import Forge
 from localforge.schedule.scheduler import Scheduler
 

@@ -9,8 +9,8 @@ import pytest
 from conftest import start_server, stop_server
 from tiny_gguf import write_tiny_llama
 
-from localforge.backends import gotemplate, prompts
 from localforge.errors import BadRequest
+from localforge.gguf import gotemplate, prompts
 from localforge.inference import Inference, Message
 
 OLLAMA_STYLE = ("{{- if .System }}<|system|>{{ .System }}<|end|>{{ end }}"

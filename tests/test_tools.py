@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import ollama
 
-from localforge.backends import prompts
+from localforge.gguf import prompts
 
 
 def get_weather(city: str) -> str:

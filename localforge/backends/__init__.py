@@ -1,1 +1,2 @@
-"""Model backends. A backend never imports the web framework."""
+"""Model backends: what a backend is (base.py), the registry of every backend's models, and the
+built-in llama.cpp backend. A backend never imports the web framework."""

@@ -1,4 +1,5 @@
-"""A local GGUF model's card: what /api/tags and /api/show say about it, read from its metadata."""
+"""A local GGUF model's card: what /api/tags and /api/show say about it, read from its metadata;
+and back from a card to the file and settings it came from (to copy a model into the store)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from localforge.backends import gguf_info, prompts
+from localforge import names
 from localforge.backends.base import ModelCard, ModelDetails
-from localforge.store.layout import Manifest, digest_hex
+from localforge.config import Settings
+from localforge.errors import BadRequest
+from localforge.gguf import gguf_info, prompts
+from localforge.store.layout import Manifest, ModelStore, digest_hex
 
 BACKEND = "llama.cpp"
 # A model whose template is LocalForge's built-in one never learned that template's end of turn
@@ -70,3 +74,31 @@ def card_for(manifest: Manifest, path: Path) -> ModelCard:
         source={"path": str(path), "template_source": template.source,
                 "template_stop": template.stop},
     )
+
+
+# where a model comes from
+def manifest_of(card: ModelCard) -> Manifest:
+    """A manifest that serves the same file with the same settings, for a model outside the store."""
+    path = card.source.get("path")
+    if card.backend != BACKEND or not path:
+        raise BadRequest(f"model '{card.name}' is served by the {card.backend} backend and has "
+                         "no GGUF file here to copy")
+    modelfile = card.source.get("template_source") == "modelfile"
+    parameters = dict(card.parameters)
+    if not modelfile and parameters.get("stop") == card.source.get("template_stop"):
+        parameters.pop("stop")  # it came from the template; a new template brings its own
+    return Manifest(model=card.name, gguf=str(path), template=card.template if modelfile else "",
+                    system=card.system, parameters=parameters, license=card.license, source="file")
+
+
+def origin(settings: Settings, store: ModelStore, card: ModelCard) -> str:
+    """Where a model outside the store comes from, and how to remove it instead."""
+    path = Path(card.source.get("path") or "")
+    if card.backend != BACKEND:
+        return f"served by the {card.backend} backend"
+    if path.suffix == ".gguf" and path.parent == store.root.resolve():
+        return f"the file {path} in the models directory; delete the file to remove it"
+    configured = {names.canonical(m.name).lower() for m in settings.models if names.is_valid(m.name)}
+    if names.canonical(card.name).lower() in configured:
+        return "declared under [[models]] in the config file; remove it there"
+    return "a demo model from localforge[demo]; set demo_models = false to hide it"

@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from localforge.resources import budget as memory
 from localforge.runner.protocol import on_gpu
-from localforge.schedule import budget as memory
 
 log = logging.getLogger(__name__)
 

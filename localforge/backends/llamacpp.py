@@ -27,17 +27,18 @@ import anyio.to_thread
 
 from localforge import names
 from localforge import options as opts
-from localforge.backends import cards, gguf_info, gguf_memory, grammar_limits, prompts
+from localforge.backends import cards, grammar_limits
 from localforge.backends.base import ModelCard, Residency
 from localforge.backends.gpu_overhead import RunnerOverhead, buffers_on_gpu
 from localforge.config import Settings
 from localforge.errors import BadRequest, LocalForgeError, Unavailable, Unsupported
+from localforge.gguf import gguf_info, gguf_memory, prompts
 from localforge.inference import Delta, Embedding, Event, Final, Inference, RunnerCost
+from localforge.resources import budget as memory
+from localforge.resources.placement import Pools, Shape, as_ollama_shows
 from localforge.runner.client import Runner, describe_exit
 from localforge.runner.protocol import Done, Infer, Load, Piece
 from localforge.runner.safe_models import SafeModels
-from localforge.schedule import budget as memory
-from localforge.schedule.placement import Pools, Shape, as_ollama_shows
 from localforge.store import demo
 from localforge.store.layout import Manifest, ModelStore
 
@@ -263,7 +264,7 @@ class LlamaCppBackend:
     def footprint(self, card: ModelCard, options: dict[str, Any],
                   embedding: bool = False) -> tuple[Shape, int]:
         """(shape, context length) of a configuration: what each part of it will take once loaded,
-        from the GGUF's tensors and metadata (see backends/gguf_memory.py)."""
+        from the GGUF's tensors and metadata (see gguf/gguf_memory.py)."""
         params = self._load_params(card, options, embedding)
         slots = 1 if embedding else self.parallel(card)
         repacks = gguf_memory.cpu_has_amx() and not self._safe_mode(card)

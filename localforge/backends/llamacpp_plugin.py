@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from localforge.backends.base import LocalBackend
 from localforge.config import Settings
 from localforge.hookspecs import hookimpl
 
@@ -13,4 +14,5 @@ from localforge.hookspecs import hookimpl
 def register_backends(register: Callable[[Any], None], settings: Settings) -> None:
     from localforge.backends.llamacpp import LlamaCppBackend
 
-    register(LlamaCppBackend(settings))
+    backend: LocalBackend = LlamaCppBackend(settings)  # mypy holds it to the whole contract
+    register(backend)

@@ -88,12 +88,12 @@ class RoutingStep:
     """The server's decision for one `auto` request: profile -> policies -> router.decide."""
 
     def __init__(self, settings: Settings, profiling: Profiling) -> None:
+        from localforge.config.router import ModelFacts
         from localforge.memory.db import Database, migrate
         from localforge.memory.outcomes import Memory
         from localforge.route.decision import Candidate
-        from localforge.route.registry import DEMO_FACTS, routing_facts
+        from localforge.route.facts import DEMO_FACTS, routing_facts
         from localforge.route.router import Router
-        from localforge.route.settings import ModelFacts
 
         self.profiling = profiling
         self.settings = settings.router

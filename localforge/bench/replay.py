@@ -29,6 +29,7 @@ import numpy as np
 from localforge import plugins
 from localforge.bench import baselines, embeddings, metrics
 from localforge.config import Settings
+from localforge.config.router import Preset
 from localforge.errors import BadRequest
 from localforge.inference import Inference
 from localforge.memory.db import Database, migrate
@@ -37,10 +38,9 @@ from localforge.profile.base import Profile
 from localforge.profile.profiler import Profiling
 from localforge.route import policies
 from localforge.route.decision import Candidate
+from localforge.route.facts import routing_facts
 from localforge.route.features import context_vector
-from localforge.route.registry import routing_facts
 from localforge.route.router import Router
-from localforge.route.settings import Preset
 
 # the dial, in quality points a typical call to the dearest model must win to be worth it
 DIAL = (0.0, *(round(float(x), 4) for x in np.geomspace(0.004, 0.6, 36)))

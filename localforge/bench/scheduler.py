@@ -26,8 +26,8 @@ from typing import Any
 
 import anyio
 
+from localforge.resources.placement import Pools, Shape, processor
 from localforge.schedule.core import Core
-from localforge.schedule.placement import Pools, Shape, processor
 from localforge.schedule.policy import POLICIES, Fifo, Forge
 from localforge.schedule.simulate import Arrival, Run, SimModel, simulate
 
@@ -146,10 +146,10 @@ def one_model_budget(cache: Path) -> int:
 
 
 async def _replay(policy: Core, trace: list[Arrival], cache: Path, budget: int) -> dict[str, float]:
+    from localforge.backends.registry import Registry
     from localforge.errors import RunnerCrashed
     from localforge.inference import Inference
-    from localforge.route.registry import Registry
-    from localforge.schedule.budget import Budget
+    from localforge.resources.budget import Budget
     from localforge.schedule.scheduler import Scheduler
 
     backend, specs = _real_backend(cache)

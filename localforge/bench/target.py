@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localforge import config, names
-from localforge.backends.gguf_memory import cpu_has_amx
 from localforge.backends.llamacpp import LlamaCppBackend
-from localforge.schedule import budget as memory
+from localforge.gguf.gguf_memory import cpu_has_amx
+from localforge.resources import budget as memory
 from localforge.schedule.core import Core
 
 DEMO_MODEL = "smollm2:135m"

@@ -12,6 +12,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from localforge.data_folder import DataFolderBusy, lock_data_folder
 from localforge.memory.db import open_db
 from localforge.memory.outcomes import delete_routes
 
@@ -42,8 +43,6 @@ def date(text: str) -> datetime:
 
 
 def run(data_dir: Path, before: datetime | None) -> int:
-    from localforge.serve import DataFolderBusy, lock_data_folder
-
     if not (data_dir / "localforge.db").exists():
         print(f"nothing to forget: no database in {data_dir}")
         return 0

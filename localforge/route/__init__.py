@@ -1,1 +1,1 @@
-"""Choosing the model that serves a request: the registry of models, policies and the router."""
+"""Choosing the model that serves a request: what is known of each model, policies and the router."""

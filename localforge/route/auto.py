@@ -24,7 +24,9 @@ import pluggy
 
 from localforge import plugins
 from localforge.backends.base import ModelCard, ModelDetails
+from localforge.backends.registry import Entry, Registry
 from localforge.config import Settings
+from localforge.config.router import RouterSettings
 from localforge.errors import BadRequest, NotFound
 from localforge.inference import Inference
 from localforge.memory.db import Database
@@ -33,9 +35,8 @@ from localforge.profile.base import Profile
 from localforge.profile.profiler import Profiling
 from localforge.route import policies
 from localforge.route.decision import Candidate, Decision
-from localforge.route.registry import Entry, Registry, routing_facts
+from localforge.route.facts import routing_facts
 from localforge.route.router import Residency, Router
-from localforge.route.settings import RouterSettings
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from localforge.route.registry import RoutingFacts
+from localforge.route.facts import RoutingFacts
 
 
 @dataclass(slots=True)

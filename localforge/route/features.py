@@ -13,8 +13,8 @@ import re
 
 import numpy as np
 
+from localforge.config.router import TASKS
 from localforge.profile.base import Profile
-from localforge.route.settings import TASKS
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _OPERATOR = re.compile(r"[=+*/^×÷]\s*\(?\d|\d\s*[=+*/^×÷%]")

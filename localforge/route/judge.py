@@ -14,11 +14,8 @@ model serves it: `Pipeline._keep_private`) unless `remote = true`; even then, th
 a prompt the sensitivity profiler flagged stays private (the pipeline hands the evaluators of
 such a prompt a `PrivateAsker`), so a remote judge skips it.
 
-An evaluator is any object with `name`, `sample` and `async evaluate(prompt, answer, pipeline) ->
-float | None` registered through the `register_evaluators` hook (the pipeline lets it ask a model
-served here); the pipeline runs it in the background
-after the answer has been sent, so it never slows a request down, and its score (0..1) is recorded
-as an outcome of kind "judge" that the router learns from.
+The judge is one `Evaluator` (localforge/evaluation.py), registered through the
+`register_evaluators` hook like any other.
 """
 
 from __future__ import annotations
@@ -26,16 +23,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from localforge import names
 from localforge.config import Settings
-from localforge.errors import BadRequest, LocalForgeError, StaysLocal
+from localforge.errors import BadRequest, StaysLocal
+from localforge.evaluation import Asker
 from localforge.hookspecs import hookimpl
 from localforge.inference import Delta, Inference, Message
-
-if TYPE_CHECKING:
-    from localforge.pipeline import Served
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +41,6 @@ INSTRUCTIONS = (
     "answer is from 1 (wrong or useless) to 10 (correct and complete). Reply with JSON: "
     '{"grade": <1-10>}.'
 )
-
-
-class Asker(Protocol):
-    """What an evaluator may do with the pipeline: ask a model served here."""
-
-    async def run(self, request: Inference, endpoint: str) -> Served: ...
-
-
-class Evaluator(Protocol):
-    name: str
-    sample: float
-
-    async def evaluate(self, prompt: str, answer: str, pipeline: Asker) -> float | None:
-        """A score in 0..1 for the answer, or None when it cannot tell."""
 
 
 # the judge's prompt cache is its own: its questions quote every key's prompts
@@ -126,20 +107,3 @@ def register_evaluators(register: Callable[[Any], None], settings: Settings) -> 
     model, sample, remote = settings_of(settings)
     if model:
         register(Judge(model, sample, remote))
-
-
-def prompt_of(request: Inference) -> str:
-    if request.kind == "generate":
-        return request.prompt
-    return next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-
-
-async def grade(evaluator: Evaluator, request: Inference, answer: str, pipeline: Asker) -> float | None:
-    """Run one evaluator; its failures are logged, never raised (it runs after the answer)."""
-    try:
-        return await evaluator.evaluate(prompt_of(request), answer, pipeline)
-    except LocalForgeError as exc:
-        log.warning("evaluator %s failed: %s", evaluator.name, exc.message)
-    except Exception:
-        log.exception("evaluator %s failed", evaluator.name)
-    return None

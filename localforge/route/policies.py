@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from localforge.config.router import RouterSettings
 from localforge.errors import BadRequest, LocalForgeError, Unavailable
 from localforge.profile.base import Profile
 from localforge.route.decision import Candidate
-from localforge.route.settings import RouterSettings
 
 
 @dataclass(slots=True)

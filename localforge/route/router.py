@@ -33,13 +33,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from localforge.backends.base import ModelCard
+from localforge.config.router import Preset, RouterSettings
 from localforge.errors import BadRequest
 from localforge.memory.outcomes import SECONDS_PER_DAY, Memory, Route
 from localforge.profile.base import Profile, Scorer
 from localforge.route.bandit import LogisticBandit
 from localforge.route.decision import Candidate, Decision, Scored
 from localforge.route.features import EXTRA_DIMENSIONS, context_vector
-from localforge.route.settings import Preset, RouterSettings
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from localforge.errors import ServerBusy, Unavailable
-from localforge.schedule.placement import CPU_SPEED, Pools, Shape, place
+from localforge.resources.placement import CPU_SPEED, Pools, Shape, place
 
 NOTHING = Pools(0, 0)
 

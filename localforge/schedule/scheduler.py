@@ -31,16 +31,24 @@ import anyio
 from anyio.abc import TaskGroup
 
 from localforge import names
-from localforge.backends.base import ModelCard, Residency
+from localforge.backends.base import (
+    Budgeted,
+    Measured,
+    ModelCard,
+    OverheadMeasured,
+    Residency,
+    Slotted,
+    Watched,
+)
+from localforge.backends.registry import Entry
 from localforge.config import Settings
 from localforge.errors import BackendFailed, LocalForgeError, RunnerCrashed, ServerBusy
 from localforge.inference import UntilDisconnected, unless_disconnected
 from localforge.options import load_key
-from localforge.route.registry import Entry
-from localforge.schedule import budget as memory
+from localforge.resources import budget as memory
+from localforge.resources.placement import Pools, Shape, as_ollama_shows, processor
 from localforge.schedule.core import Config, Core, Load, Start, Ticket, Unload
 from localforge.schedule.meter import Meter
-from localforge.schedule.placement import Pools, Shape, as_ollama_shows, processor
 from localforge.schedule.policy import POLICIES
 
 log = logging.getLogger(__name__)
@@ -132,9 +140,8 @@ class Scheduler:
 
     def _footprint(self, entry: Entry, options: dict[str, Any],
                    embedding: bool) -> tuple[int | Shape, int]:
-        estimate = getattr(entry.backend, "footprint", None)
-        if callable(estimate):
-            size, context = estimate(entry.card, options, embedding)
+        if isinstance(entry.backend, Budgeted):
+            size, context = entry.backend.footprint(entry.card, options, embedding)
             return (size if isinstance(size, Shape) else int(size)), int(context)
         return entry.card.size, entry.card.context_length
 
@@ -142,8 +149,8 @@ class Scheduler:
         """Take up each runner's fixed VRAM once the backend has measured it (NVML on its first
         runner that used the GPU, minus the buffers llama.cpp reported): every placement from
         then on reserves it."""
-        measure = getattr(entry.backend, "runner_overhead", None)
-        found = measure() if callable(measure) and self.budget.gpu else None
+        backend = entry.backend
+        found = backend.runner_overhead() if isinstance(backend, OverheadMeasured) and self.budget.gpu else None
         if found is not None and int(found) != self.policy.overhead:
             log.info("each runner holds %.2f GB of VRAM beside its buffers (CUDA context, cuBLAS "
                      "workspace): every placement reserves it", int(found) / 1e9)
@@ -158,8 +165,7 @@ class Scheduler:
     @staticmethod
     def _parallel(entry: Entry) -> int | None:
         """The model's own number of slots, when its backend has one (else the policy's)."""
-        slots = getattr(entry.backend, "parallel", None)
-        return int(slots(entry.card)) if callable(slots) else None
+        return int(entry.backend.parallel(entry.card)) if isinstance(entry.backend, Slotted) else None
 
     def expected_load_s(self, card: ModelCard) -> float:
         if self.is_resident(card.name):
@@ -266,8 +272,9 @@ class Scheduler:
             if config.state != "ready" or config.in_flight:
                 continue
             place = self._copies[config.key].placement
-            holds = getattr(place.entry.backend, "holds", None)
-            if callable(holds) and not holds(place.entry.card, place.options, place.embedding):
+            backend = place.entry.backend
+            if isinstance(backend, Watched) and not backend.holds(place.entry.card, place.options,
+                                                                   place.embedding):
                 self._lost(config.key)
 
     # the background task
@@ -308,11 +315,11 @@ class Scheduler:
         started = time.perf_counter_ns()
         try:
             if config.shape.layers:  # a model with layers to place: the placement goes with it
-                await place.entry.backend.load(place.entry.card, place.options,  # type: ignore[call-arg]
-                                               embedding=place.embedding, gpu_layers=gpu_layers)
-            elif callable(getattr(place.entry.backend, "footprint", None)):
                 await place.entry.backend.load(place.entry.card, place.options,
-                                               embedding=place.embedding)  # type: ignore[call-arg]
+                                               embedding=place.embedding, gpu_layers=gpu_layers)
+            elif isinstance(place.entry.backend, Budgeted):
+                await place.entry.backend.load(place.entry.card, place.options,
+                                               embedding=place.embedding)
             else:
                 await place.entry.backend.load(place.entry.card, place.options)
         except Exception as exc:
@@ -348,9 +355,8 @@ class Scheduler:
     def _load_memory(self, place: Placement, before: Pools | None) -> Pools | None:
         """What the load used from each pool: the backend's own figure when it measures one (a
         runner's memory), else this process's and the GPUs' memory around the load."""
-        runner_memory = getattr(place.entry.backend, "measured_memory", None)
-        if callable(runner_memory):
-            found = runner_memory(place.entry.card, place.options, place.embedding)
+        if isinstance(place.entry.backend, Measured):
+            found = place.entry.backend.measured_memory(place.entry.card, place.options, place.embedding)
             return found if isinstance(found, Pools) else None
         after = self._memory_now()
         return None if before is None or after is None else after - before
@@ -365,8 +371,8 @@ class Scheduler:
         place = copy.placement
         try:
             with anyio.CancelScope(shield=True):
-                if callable(getattr(place.entry.backend, "footprint", None)):
-                    await place.entry.backend.unload(  # type: ignore[call-arg]
+                if isinstance(place.entry.backend, Budgeted):
+                    await place.entry.backend.unload(
                         place.entry.card, options=place.options, embedding=place.embedding)
                 else:
                     await place.entry.backend.unload(place.entry.card)

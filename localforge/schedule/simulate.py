@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localforge.errors import LocalForgeError
+from localforge.resources.placement import Shape
 from localforge.schedule.core import Core, Load, Start, Ticket, Unload
-from localforge.schedule.placement import Shape
 
 
 @dataclass(slots=True, frozen=True)

@@ -14,12 +14,12 @@ from litestar.di import Provide
 
 from localforge import plugins
 from localforge.backends.base import Backend
+from localforge.backends.registry import Registry
 from localforge.config import Settings
 from localforge.memory.db import open_db
 from localforge.memory.records import Recorder
 from localforge.pipeline import Pipeline
 from localforge.route import auto
-from localforge.route.registry import Registry
 from localforge.schedule.scheduler import Scheduler
 from localforge.server import (
     errors,

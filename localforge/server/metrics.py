@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from litestar import get
 from litestar.response import Response
 
+from localforge.resources.placement import Pools
 from localforge.schedule.meter import Histogram
-from localforge.schedule.placement import Pools
 from localforge.schedule.scheduler import Scheduler
 from localforge.server.services import Services
 

@@ -27,6 +27,7 @@ from litestar import Request, Response, delete, head, post
 from litestar.response import Stream
 
 from localforge import modelfile, names
+from localforge.backends import cards
 from localforge.errors import BadRequest, ModelNotFound
 from localforge.server import body, streams, wire
 from localforge.server.services import Services
@@ -157,7 +158,7 @@ async def _base(services: Services, req: wire.CreateRequest) -> tuple[Manifest, 
     if stored is not None:
         return stored, f"the file of model '{req.from_}'"
     entry = await services.registry.resolve(req.from_)
-    return making.manifest_of(entry.card), f"the file of model '{req.from_}'"
+    return cards.manifest_of(entry.card), f"the file of model '{req.from_}'"
 
 
 @post("/api/create", status_code=200)
@@ -187,7 +188,7 @@ async def copy(request: Request, services: Services) -> Response[bytes]:
     destination = names.canonical(req.destination)
     source = services.store.read(req.source)
     if source is None:
-        source = making.manifest_of((await services.registry.resolve(req.source)).card)
+        source = cards.manifest_of((await services.registry.resolve(req.source)).card)
     manifest = await anyio.to_thread.run_sync(partial(
         making.settle, source, destination, template=None, system=None, parameters=None,
         license=None, messages=None))
@@ -205,7 +206,7 @@ async def delete_model(request: Request, services: Services) -> Response[bytes]:
     if not services.store.manifest_path(name).is_file():
         card = (await services.registry.resolve(name)).card  # ModelNotFound if unknown
         raise BadRequest(f"model '{name}' is not in the model store and cannot be deleted "
-                         f"here: it is {making.origin(services.settings, services.store, card)}")
+                         f"here: it is {cards.origin(services.settings, services.store, card)}")
     with contextlib.suppress(ModelNotFound):  # a manifest whose file is gone is still deleted
         await services.scheduler.unload(await services.registry.resolve(name))
     manifest = services.store.read(name)

@@ -8,10 +8,10 @@ import pluggy
 from litestar import Request
 from litestar.datastructures import State
 
+from localforge.backends.registry import Registry
 from localforge.config import Settings
 from localforge.memory.db import Database
 from localforge.pipeline import Pipeline
-from localforge.route.registry import Registry
 from localforge.schedule.scheduler import Scheduler
 from localforge.server import auth
 from localforge.store.layout import ModelStore

@@ -25,10 +25,8 @@ from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from localforge import names
-from localforge.backends import cards, gguf_info, gotemplate, prompts
-from localforge.backends.base import ModelCard
-from localforge.config import Settings
 from localforge.errors import BadRequest
+from localforge.gguf import gguf_info, gotemplate, prompts
 from localforge.options import parse_modelfile_parameters
 from localforge.store.layout import Manifest, ModelStore, digest_hex
 
@@ -108,34 +106,6 @@ def prune_blobs(store: ModelStore, grace_s: float = 3600.0) -> list[str]:
             continue
         removed.append(path.name)
     return removed
-
-
-# where a model comes from
-def manifest_of(card: ModelCard) -> Manifest:
-    """A manifest that serves the same file with the same settings, for a model outside the store."""
-    path = card.source.get("path")
-    if card.backend != cards.BACKEND or not path:
-        raise BadRequest(f"model '{card.name}' is served by the {card.backend} backend and has "
-                         "no GGUF file here to copy")
-    modelfile = card.source.get("template_source") == "modelfile"
-    parameters = dict(card.parameters)
-    if not modelfile and parameters.get("stop") == card.source.get("template_stop"):
-        parameters.pop("stop")  # it came from the template; a new template brings its own
-    return Manifest(model=card.name, gguf=str(path), template=card.template if modelfile else "",
-                    system=card.system, parameters=parameters, license=card.license, source="file")
-
-
-def origin(settings: Settings, store: ModelStore, card: ModelCard) -> str:
-    """Where a model outside the store comes from, and how to remove it instead."""
-    path = Path(card.source.get("path") or "")
-    if card.backend != cards.BACKEND:
-        return f"served by the {card.backend} backend"
-    if path.suffix == ".gguf" and path.parent == store.root.resolve():
-        return f"the file {path} in the models directory; delete the file to remove it"
-    configured = {names.canonical(m.name).lower() for m in settings.models if names.is_valid(m.name)}
-    if names.canonical(card.name).lower() in configured:
-        return "declared under [[models]] in the config file; remove it there"
-    return "a demo model from localforge[demo]; set demo_models = false to hide it"
 
 
 # create

@@ -25,8 +25,8 @@ import anyio.to_thread
 import httpx
 
 from localforge import __version__
-from localforge.backends import gguf_info
 from localforge.errors import BackendFailed, BadRequest, LocalForgeError
+from localforge.gguf import gguf_info
 from localforge.store.layout import ModelStore, sha256_file
 
 PROGRESS_EVERY_S = 0.25

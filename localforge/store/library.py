@@ -27,8 +27,8 @@ import anyio.to_thread
 import httpx
 
 from localforge import names
-from localforge.backends import gguf_info, gotemplate
 from localforge.errors import BackendFailed, BadRequest, NotFound
+from localforge.gguf import gguf_info, gotemplate
 from localforge.options import KNOWN, parse_modelfile_parameters
 from localforge.store import create, download
 from localforge.store.download import HEX, Blob, PullStep

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 import msgspec
 
 from localforge import names
+from localforge.config.profile import ProfileSettings
+from localforge.config.router import RouterSettings
 from localforge.durations import keep_alive_seconds
 from localforge.errors import BadRequest
-from localforge.profile.settings import ProfileSettings
-from localforge.route.settings import RouterSettings
 
 DEFAULT_PORT = 11434
 

@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 
 from localforge.errors import BadRequest
-from localforge.schedule.placement import Pools
+from localforge.resources.placement import Pools
 
 log = logging.getLogger(__name__)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,

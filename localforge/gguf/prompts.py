@@ -19,8 +19,8 @@ from typing import Any
 from jinja2 import Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from localforge.backends import gotemplate
 from localforge.errors import BadRequest
+from localforge.gguf import gotemplate
 from localforge.inference import Inference, Message, ToolCall
 
 CHATML = (

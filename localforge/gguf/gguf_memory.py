@@ -20,8 +20,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from localforge.backends import gguf_info
-from localforge.schedule.placement import Shape
+from localforge.gguf import gguf_info
+from localforge.resources.placement import Shape
 
 F16, F32 = 2, 4
 
