@@ -45,7 +45,7 @@ from localforge.config import Settings
 from localforge.errors import BackendFailed, LocalForgeError, RunnerCrashed, ServerBusy
 from localforge.inference import UntilDisconnected, unless_disconnected
 from localforge.options import load_key
-from localforge.resources import budget as memory
+from localforge.resources.budget import Budget, detect, gpu_used_bytes, measured, process_rss_bytes
 from localforge.resources.placement import Pools, Shape, as_ollama_shows, processor
 from localforge.schedule.core import Config, Core, Load, Start, Ticket, Unload
 from localforge.schedule.meter import Meter
@@ -105,7 +105,7 @@ class Occupant:
 
 
 class Scheduler:
-    def __init__(self, policy: Core, budget: memory.Budget,
+    def __init__(self, policy: Core, budget: Budget,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
         self.budget = budget
@@ -118,7 +118,7 @@ class Scheduler:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Scheduler:
-        found = memory.detect(settings.vram_budget, settings.ram_budget)
+        found = detect(settings.vram_budget, settings.ram_budget)
         if found.warning:
             log.warning("%s", found.warning)
         log.info("memory budget: %.2f GB of VRAM (%s), %.2f GB of RAM (%s)", found.pools.vram / 1e9,
@@ -170,9 +170,9 @@ class Scheduler:
     def expected_load_s(self, card: ModelCard) -> float:
         if self.is_resident(card.name):
             return 0.0
-        measured = [c.load_s for c in self._configs(card.name) if c.loads]
-        if measured:
-            return sum(measured) / len(measured)
+        load_times = [c.load_s for c in self._configs(card.name) if c.loads]
+        if load_times:
+            return sum(load_times) / len(load_times)
         return 0.5 + card.size / 1e9
 
     # the router's view
@@ -338,7 +338,7 @@ class Scheduler:
         self._learn_overhead(place.entry)
         share = config.reserved
         # against the estimate with the overhead known now: a first runner's is in its figure
-        used = memory.measured(self._load_memory(place, before), config.shape.memory(gpu_layers))
+        used = measured(self._load_memory(place, before), config.shape.memory(gpu_layers))
         self.policy.loaded(key, self.clock(), used, elapsed / 1e9)
         copy.fresh_ns = elapsed
         self.meter.loads[config.model] += 1
@@ -362,8 +362,8 @@ class Scheduler:
         return None if before is None or after is None else after - before
 
     def _memory_now(self) -> Pools | None:
-        ram = memory.process_rss_bytes()
-        vram = memory.gpu_used_bytes() if self.budget.gpu else 0
+        ram = process_rss_bytes()
+        vram = gpu_used_bytes() if self.budget.gpu else 0
         return None if ram is None or vram is None else Pools(vram, ram)
 
     async def _unload(self, key: str, reason: str) -> None:
