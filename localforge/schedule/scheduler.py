@@ -47,7 +47,7 @@ from localforge.inference import UntilDisconnected, unless_disconnected
 from localforge.options import load_key
 from localforge.resources.budget import Budget, detect, gpu_used_bytes, measured, process_rss_bytes
 from localforge.resources.placement import Pools, Shape, as_ollama_shows, processor
-from localforge.schedule.core import Config, Core, Load, Start, Ticket, Unload
+from localforge.schedule.core import Configuration, Core, LoadAction, StartAction, Ticket, UnloadAction
 from localforge.schedule.meter import Meter
 from localforge.schedule.policy import POLICIES
 
@@ -295,16 +295,16 @@ class Scheduler:
 
     def _execute(self, actions: list[Any], tg: TaskGroup) -> None:
         for action in actions:
-            if isinstance(action, Start):
+            if isinstance(action, StartAction):
                 copy = self._copies[action.key]
                 load_ns, copy.fresh_ns = copy.fresh_ns, 0
                 for ticket_id in action.tickets:
                     if claim := self._claims.pop(ticket_id, None):
                         claim.load_ns = load_ns
                         claim.granted.set()
-            elif isinstance(action, Load):
+            elif isinstance(action, LoadAction):
                 tg.start_soon(self._load, action.key, action.gpu_layers)
-            elif isinstance(action, Unload):
+            elif isinstance(action, UnloadAction):
                 tg.start_soon(self._unload, action.key, action.reason)
 
     async def _load(self, key: str, gpu_layers: int) -> None:
@@ -414,7 +414,7 @@ class Scheduler:
         return residency
 
 
-def _expires_in_s(config: Config, now: float) -> float | None:
+def _expires_in_s(config: Configuration, now: float) -> float | None:
     """Seconds until an idle configuration unloads; None if kept forever. While in use, its
     keep-alive in full (Ollama shows now + duration)."""
     if config.keep_alive_s == math.inf:
