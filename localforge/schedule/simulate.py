@@ -39,7 +39,7 @@ class Arrival:
 
 
 @dataclass(slots=True)
-class Outcome:
+class SimRequest:
     arrival: Arrival
     started: float | None = None
     finished: float | None = None
@@ -52,7 +52,7 @@ class Outcome:
 
 @dataclass(slots=True)
 class Run:
-    outcomes: list[Outcome]
+    outcomes: list[SimRequest]
     loads: int = 0
     evictions: int = 0
     peak_bytes: int = 0
@@ -62,7 +62,7 @@ class Run:
     log: list[tuple[float, str, str]] = field(default_factory=list)
 
     @property
-    def served(self) -> list[Outcome]:
+    def served(self) -> list[SimRequest]:
         return [o for o in self.outcomes if o.finished is not None]
 
 
@@ -71,7 +71,7 @@ def simulate(policy: Core, models: dict[str, SimModel], trace: list[Arrival],
     """Replay `trace` through `policy`; every request ends served or with an error."""
     for model in models.values():
         policy.register(model.name, model.name, model.footprint, model.load_s)
-    run = Run([Outcome(a) for a in trace])
+    run = Run([SimRequest(a) for a in trace])
     seq = itertools.count()
     events: list[tuple[float, int, str, Any]] = []
     for index, arrival in enumerate(trace):
