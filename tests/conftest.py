@@ -14,12 +14,10 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
+from tiny_gguf import write_tiny_llama
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny_gguf import write_tiny_llama  # noqa: E402
-
-from localforge.gguf.gguf_memory import cpu_has_amx  # noqa: E402, F401  (the one test modules import)
-from localforge.store import demo  # noqa: E402
+from localforge.gguf.gguf_memory import cpu_has_amx  # noqa: F401  (the one test modules import)
+from localforge.store import demo
 
 
 def free_port() -> int:
