@@ -94,6 +94,13 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+# the router's settings that switch exploration off (no ε-greedy, no Thompson draws), so `auto`
+# picks by the priors and what it has learned alone and a test can say which model it chooses
+NO_EXPLORATION = {"exploration": 0.0, "exploration_start": 0.0, "thompson_scale": 0.0}
+# the same as the start of a config's [router] table; a test adds its own keys after it
+ROUTER_NO_EXPLORATION = "[router]\n" + "".join(f"{key} = {value}\n" for key, value in NO_EXPLORATION.items())
+
+
 def smollm2_config() -> str:
     path = demo.smollm2_path()
     if path is None:

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import NO_EXPLORATION
 
 from localforge.config.router import Preset, RouterSettings
 from localforge.memory.db import open_db
@@ -32,7 +33,7 @@ def profile(task: str, seed: int = 0) -> Profile:
 def router(tmp_path: Path, **settings: object) -> Router:
     memory = Memory(open_db(tmp_path / "db.sqlite"), DIM, tmp_path / "routes.hnsw")
     memory.open()
-    base = {"seed": 0, "exploration": 0.0, "exploration_start": 0.0, "thompson_scale": 0.0}
+    base = {"seed": 0, **NO_EXPLORATION}
     return Router(RouterSettings(**{**base, **settings}), memory, DIM)  # type: ignore[arg-type]
 
 
