@@ -29,7 +29,8 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from localforge import config, serve
+    from localforge import config
+    from localforge.server import serve
 
     overrides = {"host": args.host, "port": args.port, "models_dir": args.models_dir,
                  "data_dir": args.data_dir}

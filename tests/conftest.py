@@ -14,12 +14,10 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
+from tiny_gguf import write_tiny_llama
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny_gguf import write_tiny_llama  # noqa: E402
-
-from localforge.gguf.gguf_memory import cpu_has_amx  # noqa: E402, F401  (the one test modules import)
-from localforge.store import demo  # noqa: E402
+from localforge.gguf.gguf_memory import cpu_has_amx  # noqa: F401  (the one test modules import)
+from localforge.store import demo
 
 
 def free_port() -> int:
@@ -94,6 +92,13 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_tiny_llama(folder / "tiny-fim.gguf", fim=True, seed=1)
     write_tiny_llama(folder / "tiny-plain.gguf", chat_template=None, seed=2)
     return folder
+
+
+# the router's settings that switch exploration off (no ε-greedy, no Thompson draws), so `auto`
+# picks by the priors and what it has learned alone and a test can say which model it chooses
+NO_EXPLORATION = {"exploration": 0.0, "exploration_start": 0.0, "thompson_scale": 0.0}
+# the same as the start of a config's [router] table; a test adds its own keys after it
+ROUTER_NO_EXPLORATION = "[router]\n" + "".join(f"{key} = {value}\n" for key, value in NO_EXPLORATION.items())
 
 
 def smollm2_config() -> str:

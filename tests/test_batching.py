@@ -7,19 +7,15 @@ large-vocabulary model where they only need to be long.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import RunningServer, smollm2_config, start_server, stop_server  # noqa: E402
-from tiny_gguf import write_tiny_llama  # noqa: E402
+from conftest import RunningServer, smollm2_config, start_server, stop_server
+from tiny_gguf import write_tiny_llama
 
 QUESTIONS = ["Name three colours.", "What is the capital of Italy?", "Write a haiku about rain.",
              "Explain what a noun is."]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningServer, free_port, start_server, stop_server
+from conftest import ROUTER_NO_EXPLORATION, RunningServer, free_port, start_server, stop_server
 
 playwright = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
@@ -32,11 +32,7 @@ pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None and not Path(CHRO
                                 reason="needs Debian's chromium: apt-get install -y chromium")
 
 CONFIG = f"""
-[router]
-seed = 1
-exploration = 0.0
-exploration_start = 0.0
-thompson_scale = 0.0
+{ROUTER_NO_EXPLORATION}seed = 1
 store_prompts = true
 
 [router.models."tiny:latest"]

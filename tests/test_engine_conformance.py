@@ -21,7 +21,6 @@ README).
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
@@ -31,18 +30,16 @@ from typing import Any, TypeVar
 import llama_cpp
 import numpy as np
 import pytest
+from conftest import cpu_has_amx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from llama_cpp import Llama, LlamaGrammar
 from llama_cpp.llama_grammar import JSON_GBNF
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import cpu_has_amx  # noqa: E402
-
-from localforge.runner.client import Runner  # noqa: E402
-from localforge.runner.engine import use_safe_mode  # noqa: E402
-from localforge.runner.protocol import Done, Infer, Load, Piece  # noqa: E402
-from localforge.store import demo  # noqa: E402
+from localforge.runner.client import Runner
+from localforge.runner.engine import use_safe_mode
+from localforge.runner.protocol import Done, Infer, Load, Piece
+from localforge.store import demo
 
 T = TypeVar("T")
 N_CTX = 4096

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningServer, free_port, stop_server
+from conftest import ROUTER_NO_EXPLORATION, RunningServer, free_port, stop_server
 from upstreams import HERE, Upstream, _wait, posts, start_front, start_llama_server
 
 ASK = {"model": "smollm2", "messages": [{"role": "user", "content": "Say hi."}],
@@ -185,7 +185,7 @@ def test_auto_falls_back_to_a_local_model_when_the_fleet_is_wedged(tmp_path: Pat
     (tmp_path / "front" / "models").mkdir(parents=True)
     write_tiny_llama(tmp_path / "front" / "models" / "tiny.gguf")
     config = (f'[openai]\ncooldown_s = 1\n[[openai.endpoints]]\nname = "bad"\nbase_url = "{bad.url}"\n{CLOCKS}'
-              '[router]\nexploration = 0.0\nexploration_start = 0.0\nthompson_scale = 0.0\n'
+              f'{ROUTER_NO_EXPLORATION}'
               '[router.models."smollm2:latest"]\nquality = { general = 0.99, chat = 0.99, coding = 0.99 }\n'
               '[router.models."tiny:latest"]\nquality = { general = 0.05, chat = 0.05, coding = 0.05 }\n')
     front = start_front(tmp_path / "front", config)

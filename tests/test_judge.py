@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
-from conftest import RunningServer, smollm2_config, start_server, stop_server
+from conftest import ROUTER_NO_EXPLORATION, RunningServer, smollm2_config, start_server, stop_server
 from tiny_gguf import write_tiny_llama
 from upstreams import Upstream, start_flaky
 
@@ -65,12 +65,7 @@ def test_the_judge_grades_when_its_model_must_first_be_loaded(tmp_path: Path) ->
     models = tmp_path / "models"
     models.mkdir()
     write_tiny_llama(models / "tiny.gguf")
-    settings = smollm2_config() + """
-[router]
-exploration = 0.0
-exploration_start = 0.0
-thompson_scale = 0.0
-stickiness = 0.0
+    settings = smollm2_config() + "\n" + ROUTER_NO_EXPLORATION + """stickiness = 0.0
 
 [router.models."tiny:latest"]
 quality = { general = 0.9 }
@@ -120,11 +115,7 @@ locality = "remote"
 prefix = "cloud/"
 models = ["ok"]
 
-[router]
-exploration = 0.0
-exploration_start = 0.0
-thompson_scale = 0.0
-
+{ROUTER_NO_EXPLORATION}
 [router.models."tiny:latest"]
 quality = {{ general = 0.9 }}
 

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 import sqlite_utils
-from conftest import smollm2_config, start_server, stop_server
+from conftest import ROUTER_NO_EXPLORATION, smollm2_config, start_server, stop_server
 from tiny_gguf import write_tiny_llama
 
 from localforge import config
@@ -136,11 +136,7 @@ def raw_bytes(data_dir: Path) -> str:
 def crash_config(extra: str) -> str:
     """`tiny` answers and judges; `crashy` raises in its runner on every decode."""
     return f"""
-[router]
-exploration = 0.0
-exploration_start = 0.0
-thompson_scale = 0.0
-{extra}
+{ROUTER_NO_EXPLORATION}{extra}
 [router.models."tiny:latest"]
 quality = {{ general = 0.9 }}
 

@@ -15,8 +15,8 @@ REMOTE = Candidate("remote", RoutingFacts("remote", locality="remote", input_pri
 
 
 def kept(profile: Profile, settings: RouterSettings | None = None,
-         budget: policies.Budget | None = None) -> tuple[list[str], dict[str, str]]:
-    models, removed = policies.apply(profile, [LOCAL, REMOTE], settings or RouterSettings(), budget)
+         spending: policies.Spending | None = None) -> tuple[list[str], dict[str, str]]:
+    models, removed = policies.apply(profile, [LOCAL, REMOTE], settings or RouterSettings(), spending)
     return [c.model for c in models], removed
 
 
@@ -47,8 +47,8 @@ def test_a_request_with_tools_needs_a_model_that_calls_tools() -> None:
 def test_remote_off_and_the_daily_cap() -> None:
     assert kept(Profile(tokens=10), RouterSettings(remote=False))[0] == ["local"]
     capped = RouterSettings(daily_budget=1.0)
-    assert kept(Profile(tokens=10), capped, policies.Budget(0.5, {"remote": 0.01}))[0] == ["local", "remote"]
-    models, removed = kept(Profile(tokens=10), capped, policies.Budget(0.995, {"remote": 0.01}))
+    assert kept(Profile(tokens=10), capped, policies.Spending(0.5, {"remote": 0.01}))[0] == ["local", "remote"]
+    models, removed = kept(Profile(tokens=10), capped, policies.Spending(0.995, {"remote": 0.01}))
     assert models == ["local"]
     assert "daily spending cap of $1" in removed["remote"]
 

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import NO_EXPLORATION
 
 from localforge.config.router import Preset, RouterSettings
 from localforge.memory.db import open_db
@@ -32,7 +33,7 @@ def profile(task: str, seed: int = 0) -> Profile:
 def router(tmp_path: Path, **settings: object) -> Router:
     memory = Memory(open_db(tmp_path / "db.sqlite"), DIM, tmp_path / "routes.hnsw")
     memory.open()
-    base = {"seed": 0, "exploration": 0.0, "exploration_start": 0.0, "thompson_scale": 0.0}
+    base = {"seed": 0, **NO_EXPLORATION}
     return Router(RouterSettings(**{**base, **settings}), memory, DIM)  # type: ignore[arg-type]
 
 
@@ -124,7 +125,7 @@ def test_an_unknown_preset_is_a_clear_400(tmp_path: Path) -> None:
 LOADABLE = SimpleNamespace(card=None)  # a registry entry: a model the scheduler can load
 
 
-class Residency:
+class Readiness:
     """The scheduler's answer to 'is it loaded?', as the router asks it."""
 
     def __init__(self, resident: set[str]) -> None:
@@ -144,13 +145,13 @@ def test_a_resident_model_within_the_margin_is_kept_over_loading_a_better_one(tm
     big = Candidate("big", RoutingFacts("big", quality={"general": 0.72}), entry=LOADABLE)
     small = Candidate("small", RoutingFacts("small", quality={"general": 0.70}), entry=LOADABLE)
     r = router(tmp_path, stickiness=0.03)
-    r.latency = Residency({"small"})  # type: ignore[assignment]
+    r.latency = Readiness({"small"})  # type: ignore[assignment]
     kept, _ = r.decide(profile("general"), [big, small], "a", "best")
     assert kept.chosen == "small" and kept.reason.startswith("resident")
-    r.latency = Residency({"big", "small"})  # type: ignore[assignment]
+    r.latency = Readiness({"big", "small"})  # type: ignore[assignment]
     assert r.decide(profile("general"), [big, small], "b", "best")[0].chosen == "big"
     far = Candidate("far", RoutingFacts("far", quality={"general": 0.60}), entry=LOADABLE)
-    r.latency = Residency({"far"})  # type: ignore[assignment]
+    r.latency = Readiness({"far"})  # type: ignore[assignment]
     assert r.decide(profile("general"), [big, far], "c", "best")[0].chosen == "big"  # 0.12 is too much
 
 

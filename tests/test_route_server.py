@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
-from conftest import RunningServer, free_port, smollm2_config, start_server, stop_server
+from conftest import ROUTER_NO_EXPLORATION, RunningServer, free_port, smollm2_config, start_server, stop_server
 from upstreams import Upstream, start_llama_server
 
 pytestmark = pytest.mark.slow
@@ -24,11 +24,7 @@ QUICK = {"num_predict": 4, "temperature": 0}
 
 def config(upstream: Upstream) -> str:
     return smollm2_config() + f"""
-[router]
-seed = 1
-exploration = 0.0
-exploration_start = 0.0
-thompson_scale = 0.0
+{ROUTER_NO_EXPLORATION}seed = 1
 
 [router.models."{LOCAL}"]
 quality = {{ general = 0.7, instruction = 0.7, coding = 0.2, math = 0.2, reasoning = 0.4 }}

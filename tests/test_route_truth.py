@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import ollama
 import pytest
-from conftest import RunningServer, start_server, stop_server
+from conftest import ROUTER_NO_EXPLORATION, RunningServer, start_server, stop_server
 from tiny_gguf import write_tiny_llama
 
 BROKEN, TINY, ROOMY, PLAIN = "broken:latest", "tiny:latest", "roomy:latest", "tiny-plain:latest"
@@ -40,11 +40,7 @@ name = "roomy"
 path = "{roomy}"
 num_ctx = {ROOMY_CTX}
 
-[router]
-seed = 1
-exploration = 0.0
-exploration_start = 0.0
-thompson_scale = 0.0
+{ROUTER_NO_EXPLORATION}seed = 1
 stickiness = 0.0
 
 [router.models."{BROKEN}"]

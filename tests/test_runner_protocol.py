@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import RunningServer, start_server, stop_server
+from tiny_gguf import write_tiny_llama
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import RunningServer, start_server, stop_server  # noqa: E402
-from tiny_gguf import write_tiny_llama  # noqa: E402
-
-from localforge.errors import RunnerCrashed  # noqa: E402
-from localforge.runner.client import Runner  # noqa: E402
-from localforge.runner.protocol import MARK, Frames, Infer, Load  # noqa: E402
+from localforge.errors import RunnerCrashed
+from localforge.runner.client import Runner
+from localforge.runner.protocol import MARK, Frames, Infer, Load
 
 
 @pytest.fixture(scope="module")

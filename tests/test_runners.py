@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,10 +21,8 @@ import httpx
 import ollama
 import psutil
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import RunningServer, start_server, stop_server  # noqa: E402
-from tiny_gguf import write_tiny_llama  # noqa: E402
+from conftest import RunningServer, start_server, stop_server
+from tiny_gguf import write_tiny_llama
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from localforge.errors import ServerBusy, Unavailable
-from localforge.schedule.core import Load, Start, Ticket, Unload
+from localforge.schedule.core import LoadAction, StartAction, Ticket, UnloadAction
 from localforge.schedule.policy import Fifo, Forge
 from localforge.schedule.simulate import Arrival, SimModel, simulate
 
@@ -47,7 +47,7 @@ def test_eviction_takes_the_least_recently_used_idle_model() -> None:
     trace = [Arrival(0.0, "a", 1.0), Arrival(0.0, "b", 1.0), Arrival(5.0, "a", 1.0),
              Arrival(20.0, "c", 1.0)]
     run = simulate(policy, MODELS, trace)
-    unloads = [key for _, kind, key in run.log if kind == "Unload"]
+    unloads = [key for _, kind, key in run.log if kind == "UnloadAction"]
     assert unloads[0] == "b"  # "a" was used at 5 s, "b" last at 1 s
     assert run.peak_bytes <= 11 * GB
 
@@ -55,13 +55,13 @@ def test_eviction_takes_the_least_recently_used_idle_model() -> None:
 def test_a_model_in_flight_is_never_evicted() -> None:
     policy = forge(starvation_s=0.0)
     policy.submit(Ticket(1, "a", 0.0))
-    assert policy.decide(0.0) == [Load("a")]
+    assert policy.decide(0.0) == [LoadAction("a")]
     policy.loaded("a", 2.0, None, 2.0)
-    assert policy.decide(2.0) == [Start("a", (1,))]
+    assert policy.decide(2.0) == [StartAction("a", (1,))]
     policy.submit(Ticket(2, "b", 2.0))
-    assert not any(isinstance(a, Unload) for a in policy.decide(50.0))  # "a" is busy
+    assert not any(isinstance(a, UnloadAction) for a in policy.decide(50.0))  # "a" is busy
     policy.finish(1, 60.0)
-    assert policy.decide(60.0) == [Unload("a", "evict")]
+    assert policy.decide(60.0) == [UnloadAction("a", "evict")]
 
 
 def test_keep_alive_expires_an_idle_model() -> None:
@@ -73,7 +73,7 @@ def test_keep_alive_expires_an_idle_model() -> None:
     policy.finish(1, 3.0)
     assert policy.decide(12.0) == []
     assert policy.next_wake(12.0) == 13.0
-    assert policy.decide(13.0) == [Unload("a", "expired")]
+    assert policy.decide(13.0) == [UnloadAction("a", "expired")]
 
 
 def test_a_full_queue_and_a_model_too_big_are_refused() -> None:

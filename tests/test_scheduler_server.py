@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,12 +12,8 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-import contextlib
-
-from conftest import RunningServer, start_server, stop_server  # noqa: E402
-from tiny_gguf import write_tiny_llama  # noqa: E402
+from conftest import RunningServer, start_server, stop_server
+from tiny_gguf import write_tiny_llama
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from localforge.resources import budget as memory
+from localforge.resources import budget
 from localforge.runner.protocol import on_gpu
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def gpu_names() -> str:
     """The GPUs NVML finds, as one key ("NVIDIA H200"; "" without NVML or a GPU)."""
-    return " + ".join(sorted(name for name, _, _ in memory.gpus()))
+    return " + ".join(sorted(name for name, _, _ in budget.gpus()))
 
 
 def buffers_on_gpu(buffers: dict[str, int]) -> int:
@@ -34,7 +34,7 @@ def buffers_on_gpu(buffers: dict[str, int]) -> int:
 
 
 class RunnerOverhead:
-    def __init__(self, path: Path, held: Callable[[int], int | None] = memory.gpu_bytes_of,
+    def __init__(self, path: Path, held: Callable[[int], int | None] = budget.gpu_bytes_of,
                  gpus: Callable[[], str] = gpu_names) -> None:
         self.path = path
         self._held = held  # NVML's figure for a process

@@ -34,7 +34,7 @@ from localforge.config import Settings
 from localforge.errors import BadRequest, LocalForgeError, Unavailable, Unsupported
 from localforge.gguf import gguf_info, gguf_memory, prompts
 from localforge.inference import Delta, Embedding, Event, Final, Inference, RunnerCost
-from localforge.resources import budget as memory
+from localforge.resources import budget
 from localforge.resources.placement import Pools, Shape, as_ollama_shows
 from localforge.runner.client import Runner, describe_exit
 from localforge.runner.protocol import Done, Infer, Load, Piece
@@ -258,7 +258,7 @@ class LlamaCppBackend:
             return None
         rss = loaded.runner.memory()
         reported = buffers_on_gpu(loaded.buffers)
-        vram = memory.gpu_bytes_of(loaded.runner.pid) if reported else 0
+        vram = budget.gpu_bytes_of(loaded.runner.pid) if reported else 0
         return Pools(vram or reported, 0 if rss is None else max(0, rss - loaded.base_rss))
 
     def footprint(self, card: ModelCard, options: dict[str, Any],

@@ -24,7 +24,7 @@ from pathlib import Path
 from localforge import config, names
 from localforge.backends.llamacpp import LlamaCppBackend
 from localforge.gguf.gguf_memory import cpu_has_amx
-from localforge.resources import budget as memory
+from localforge.resources import budget
 from localforge.schedule.core import Core
 
 DEMO_MODEL = "smollm2:135m"
@@ -61,7 +61,7 @@ def resolve(name: str = DEMO_MODEL, *, parallel: int | None = None, num_ctx: int
                         overrides={"parallel": parallel, "data_dir": mine.data_dir, "demo_models": False})
     backend = LlamaCppBackend(bench)
     shape, _ = backend.footprint(card, {"num_ctx": num_ctx or bench.default_num_ctx})
-    pools = memory.detect(bench.vram_budget, bench.ram_budget)
+    pools = budget.detect(bench.vram_budget, bench.ram_budget)
     policy = Core(pools.pools)
     overhead = backend.runner_overhead() if pools.gpu else None
     if overhead is not None:

@@ -36,7 +36,7 @@ from localforge.profile.profiler import Profiling
 from localforge.route import policies
 from localforge.route.decision import Candidate, Decision
 from localforge.route.facts import routing_facts
-from localforge.route.router import Residency, Router
+from localforge.route.router import Readiness, Router
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Routed:
 
 class Routing:
     def __init__(self, settings: RouterSettings, memory: Memory, profiling: Profiling,
-                 registry: Registry, latency: Residency | None = None, state_dir: Path | None = None,
+                 registry: Registry, latency: Readiness | None = None, state_dir: Path | None = None,
                  scorers: list[Any] | None = None) -> None:
         self.settings = settings
         self.memory = memory
@@ -143,13 +143,13 @@ class Routing:
             out.append(Candidate(entry.card.name, facts, entry))
         return out
 
-    def _budget(self, profile: Profile, candidates: list[Candidate]) -> policies.Budget:
+    def _spending(self, profile: Profile, candidates: list[Candidate]) -> policies.Spending:
         if self.settings.daily_budget is None:
-            return policies.Budget()
+            return policies.Spending()
         remote = {c.model: 1.0 for c in candidates if c.facts.locality == "remote"}
         spent = self.memory.spent_since(day_start(), remote)
         tokens = self.settings.expected_output_tokens
-        return policies.Budget(spent, {c.model: c.facts.cost(profile.tokens, tokens) for c in candidates})
+        return policies.Spending(spent, {c.model: c.facts.cost(profile.tokens, tokens) for c in candidates})
 
     async def spent_today(self) -> float:
         """Dollars spent on remote models since midnight UTC, as the daily budget counts them."""
@@ -163,8 +163,8 @@ class Routing:
         self.router.preset(preset or None)  # an unknown preset fails before any work
         profile = await self.profiling.aprofile(request)
         candidates = await self.candidates(request.options)
-        budget = await anyio.to_thread.run_sync(self._budget, profile, candidates)
-        kept, removed = policies.apply(profile, candidates, self.settings, budget)
+        spending = await anyio.to_thread.run_sync(self._spending, profile, candidates)
+        kept, removed = policies.apply(profile, candidates, self.settings, spending)
         if not kept:
             raise policies.nobody_left(removed)
         decision, context = self.router.decide(profile, kept, request.request_id, preset or None,
@@ -243,7 +243,7 @@ def explain(routed: Routed) -> dict[str, Any]:
 
 
 def build(settings: Settings, pm: pluggy.PluginManager, db: Database,
-          registry: Registry, latency: Residency | None = None) -> Routing | None:
+          registry: Registry, latency: Readiness | None = None) -> Routing | None:
     """The `auto` model's routing, opened; None (and `auto` unavailable) without an embedder."""
     try:
         profiling = Profiling.from_plugins(pm, settings)

@@ -19,33 +19,33 @@ from localforge.route.decision import Candidate
 
 
 @dataclass(slots=True)
-class Budget:
+class Spending:
     """Dollars spent on remote models today, and this request's expected cost per model."""
 
     spent_today: float = 0.0
     expected: dict[str, float] | None = None
 
 
-Policy = Callable[[Profile, Candidate, RouterSettings, Budget], str | None]
+Policy = Callable[[Profile, Candidate, RouterSettings, Spending], str | None]
 
 # the policies whose removals are the request's doing (400) rather than the server's rules (503)
 REQUEST_POLICIES = {"context", "capabilities"}
 
 
-def remote_switch(profile: Profile, c: Candidate, s: RouterSettings, budget: Budget) -> str | None:
+def remote_switch(profile: Profile, c: Candidate, s: RouterSettings, spending: Spending) -> str | None:
     if not s.remote and c.facts.locality == "remote":
         return "remote models are switched off"
     return None
 
 
-def private_data(profile: Profile, c: Candidate, s: RouterSettings, budget: Budget) -> str | None:
+def private_data(profile: Profile, c: Candidate, s: RouterSettings, spending: Spending) -> str | None:
     if s.private_stays_local and profile.sensitive and c.facts.locality == "remote":
         found = ", ".join(profile.sensitivity) or "sensitive data"
         return f"private data ({found}) stays on local models"
     return None
 
 
-def context(profile: Profile, c: Candidate, s: RouterSettings, budget: Budget) -> str | None:
+def context(profile: Profile, c: Candidate, s: RouterSettings, spending: Spending) -> str | None:
     limit = c.facts.context_length
     if limit and profile.tokens > limit:
         return f"the prompt's ~{profile.tokens} tokens do not fit its context of {limit}"
@@ -63,20 +63,20 @@ def required_capabilities(profile: Profile) -> list[str]:
     return needed
 
 
-def capabilities(profile: Profile, c: Candidate, s: RouterSettings, budget: Budget) -> str | None:
+def capabilities(profile: Profile, c: Candidate, s: RouterSettings, spending: Spending) -> str | None:
     missing = [n for n in required_capabilities(profile) if n not in c.facts.capabilities]
     if missing:
         return f"lacks {', '.join(missing)}"
     return None
 
 
-def spending_cap(profile: Profile, c: Candidate, s: RouterSettings, budget: Budget) -> str | None:
+def spending_cap(profile: Profile, c: Candidate, s: RouterSettings, spending: Spending) -> str | None:
     if s.daily_budget is None or c.facts.locality != "remote":
         return None
-    cost = (budget.expected or {}).get(c.model, 0.0)
-    if budget.spent_today + cost > s.daily_budget:
+    cost = (spending.expected or {}).get(c.model, 0.0)
+    if spending.spent_today + cost > s.daily_budget:
         return (f"the daily spending cap of ${s.daily_budget:g} is reached "
-                f"(${budget.spent_today:.4f} spent today)")
+                f"(${spending.spent_today:.4f} spent today)")
     return None
 
 
@@ -87,14 +87,14 @@ POLICIES: dict[str, Policy] = {
 
 
 def apply(profile: Profile, candidates: list[Candidate], settings: RouterSettings,
-          budget: Budget | None = None) -> tuple[list[Candidate], dict[str, str]]:
+          spending: Spending | None = None) -> tuple[list[Candidate], dict[str, str]]:
     """The candidates every policy keeps, and for each removed model the first reason."""
-    budget = budget or Budget()
+    spending = spending or Spending()
     kept: list[Candidate] = []
     removed: dict[str, str] = {}
     for c in candidates:
         for name, policy in POLICIES.items():
-            reason = policy(profile, c, settings, budget)
+            reason = policy(profile, c, settings, spending)
             if reason is not None:
                 removed[c.model] = f"{name}: {reason}"
                 break

@@ -47,8 +47,9 @@ REMOTE_OVERHEAD_S = 0.5  # network and queueing at a remote provider
 THOMPSON_DRAWS = 256  # posterior draws per decision: the first chooses, all give the propensity
 
 
-class Residency(Protocol):
-    """What the router asks the scheduler (localforge.schedule.scheduler.Scheduler answers)."""
+class Readiness(Protocol):
+    """How ready each model is, as the router asks the scheduler (localforge.schedule.scheduler.Scheduler
+    answers)."""
 
     def is_resident(self, name: str) -> bool: ...
 
@@ -72,7 +73,7 @@ class Latency:
 
 class Router:
     def __init__(self, settings: RouterSettings, memory: Memory, dimensions: int,
-                 scorers: list[Scorer] | None = None, latency: Residency | None = None,
+                 scorers: list[Scorer] | None = None, latency: Readiness | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.memory = memory

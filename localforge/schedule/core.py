@@ -6,7 +6,7 @@ queued requests, load a model, unload one. The async layer (`scheduler.py`) exec
 against real backends; the benchmark's `--simulate` mode and the property tests execute them
 against a fake clock. Both drive this very code.
 
-A *configuration* (`Config`) is one model with one set of load options (another `num_ctx` is
+A `Configuration` is one model with one set of load options (another `num_ctx` is
 another configuration: another resident copy with another footprint). Memory is two pools, VRAM
 and RAM (`placement.Pools`; VRAM is 0 without a GPU): each load gets a placement, how many of its
 layers go on the GPU (`placement.place`), and reserves what that placement takes from each pool.
@@ -49,7 +49,7 @@ class Ticket:
 
 
 @dataclass(slots=True)
-class Config:
+class Configuration:
     """One resident configuration of a model, and what the scheduler knows about it."""
 
     key: str
@@ -93,24 +93,24 @@ class Config:
 
 
 @dataclass(slots=True, frozen=True)
-class Start:
+class StartAction:
     key: str
     tickets: tuple[int, ...]
 
 
 @dataclass(slots=True, frozen=True)
-class Load:
+class LoadAction:
     key: str
     gpu_layers: int = 0
 
 
 @dataclass(slots=True, frozen=True)
-class Unload:
+class UnloadAction:
     key: str
     reason: Literal["evict", "expired", "over budget"]
 
 
-Action = Start | Load | Unload
+Action = StartAction | LoadAction | UnloadAction
 
 
 class Core:
@@ -131,7 +131,7 @@ class Core:
         self.starvation_s = starvation_s
         self.min_resident_s = min_resident_s
         self.overhead = 0  # each runner's own VRAM beside its buffers, once measured
-        self.configs: dict[str, Config] = {}
+        self.configs: dict[str, Configuration] = {}
         self._tickets: dict[int, Ticket] = {}
 
     # what the policy and its readers can see
@@ -165,7 +165,7 @@ class Core:
         """Bytes of VRAM held beyond the budget, once the unloads under way are done (0 if none)."""
         return max(0, -self.free(counting_unloads=True).vram) if self.gpu else 0
 
-    def placement(self, config: Config, free: Pools) -> int | None:
+    def placement(self, config: Configuration, free: Pools) -> int | None:
         """The layers on the GPU that `free` allows this configuration, or None if it cannot fit."""
         return place(config.shape, free, config.wanted_layers, gpu=self.gpu, partial=self.partial)
 
@@ -173,15 +173,15 @@ class Core:
     def queued(self) -> int:
         return sum(len(c.queue) for c in self.configs.values())
 
-    def config(self, key: str) -> Config:
+    def config(self, key: str) -> Configuration:
         return self.configs[key]
 
-    def waiting_since(self, config: Config) -> float:
+    def waiting_since(self, config: Configuration) -> float:
         return config.queue[0].arrived if config.queue else math.inf
 
     # events
     def register(self, key: str, model: str, size: int | Shape, load_s: float,
-                 parallel: int | None = None, wanted_layers: int | None = None) -> Config:
+                 parallel: int | None = None, wanted_layers: int | None = None) -> Configuration:
         """Make a configuration known (or refresh its estimates while it is not resident).
         `size` is bytes (all in RAM) or a `Shape` to place; `parallel` defaults to the policy's;
         `wanted_layers` is the user's `num_gpu`."""
@@ -190,10 +190,10 @@ class Core:
             shape = shape.with_overhead(self.overhead)
         config = self.configs.get(key)
         if config is None:
-            config = self.configs[key] = Config(key, model, shape, load_s,
-                                                keep_alive_s=self.default_keep_alive_s,
-                                                parallel=max(1, parallel or self.parallel),
-                                                wanted_layers=wanted_layers, cpu_speed=self.cpu_speed)
+            config = self.configs[key] = Configuration(key, model, shape, load_s,
+                                                       keep_alive_s=self.default_keep_alive_s,
+                                                       parallel=max(1, parallel or self.parallel),
+                                                       wanted_layers=wanted_layers, cpu_speed=self.cpu_speed)
         elif config.state == "absent" and config.loads == 0:
             config.shape, config.load_s = shape, load_s
         if config.state == "absent":
@@ -214,7 +214,7 @@ class Core:
             config.mean_gap_s = gap if config.mean_gap_s == math.inf else 0.8 * config.mean_gap_s + 0.2 * gap
         config.last_arrival = ticket.arrived
 
-    def _never_fits(self, config: Config) -> str:
+    def _never_fits(self, config: Configuration) -> str:
         if not self.gpu:
             return (f"model '{config.model}' needs {config.shape.total} bytes but the memory "
                     f"budget is {self.pools.ram} bytes")
@@ -312,7 +312,7 @@ class Core:
     # decisions
     def decide(self, now: float) -> list[Action]:
         """Everything to do now; callers execute the actions and report back through events."""
-        actions: list[Action] = [Unload(c.key, "expired") for c in self.configs.values()
+        actions: list[Action] = [UnloadAction(c.key, "expired") for c in self.configs.values()
                                  if c.idle and not c.queue and c.expires_at <= now]
         for action in actions:
             self.configs[action.key].state = "unloading"
@@ -332,7 +332,7 @@ class Core:
         fresh = max(holders, key=lambda c: c.loaded_at, default=None)
         idle = sorted((c for c in holders if c.idle and c is not fresh),
                       key=lambda c: (bool(c.queue), c.last_used))
-        evict: list[Config] = []
+        evict: list[Configuration] = []
         for config in idle:
             if over <= 0:
                 break
@@ -344,7 +344,7 @@ class Core:
             evict = [fresh]
         for config in evict:
             config.state = "unloading"
-        return [Unload(c.key, "over budget") for c in evict]
+        return [UnloadAction(c.key, "over budget") for c in evict]
 
     def plan(self, now: float) -> list[Action]:
         raise NotImplementedError
@@ -357,7 +357,7 @@ class Core:
         return [c.expires_at for c in self.configs.values() if c.idle and not c.queue]
 
     # helpers for policies
-    def start(self, config: Config, now: float, limit: int | None = None) -> Start | None:
+    def start(self, config: Configuration, now: float, limit: int | None = None) -> StartAction | None:
         room = config.parallel - config.in_flight if limit is None else limit
         taken: list[int] = []
         while config.queue and room > 0:
@@ -369,19 +369,19 @@ class Core:
             return None
         config.in_flight += len(taken)
         config.expires_at = math.inf
-        return Start(config.key, tuple(taken))
+        return StartAction(config.key, tuple(taken))
 
-    def begin_load(self, config: Config, gpu_layers: int) -> Load:
+    def begin_load(self, config: Configuration, gpu_layers: int) -> LoadAction:
         config.state, config.gpu_layers = "loading", gpu_layers
         config.reserved = config.shape.memory(gpu_layers)
-        return Load(config.key, gpu_layers)
+        return LoadAction(config.key, gpu_layers)
 
-    def begin_unload(self, config: Config) -> Unload:
+    def begin_unload(self, config: Configuration) -> UnloadAction:
         config.state = "unloading"
-        return Unload(config.key, "evict")
+        return UnloadAction(config.key, "evict")
 
-    def placements_after(self, target: Config,
-                         candidates: list[Config]) -> Iterator[tuple[int, int | None]]:
+    def placements_after(self, target: Configuration,
+                         candidates: list[Configuration]) -> Iterator[tuple[int, int | None]]:
         """For each prefix of `candidates` (none first, then one more at a time): how many it
         evicts, and the placement `target` would get in what is free, what unloads under way
         will give back and what that prefix holds (None where it still cannot fit)."""

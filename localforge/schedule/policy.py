@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 
-from localforge.schedule.core import Action, Config, Core
+from localforge.schedule.core import Action, Configuration, Core
 
 HORIZON_S = 600.0  # how far ahead a placement's slowdown is counted
 SAFETY = 1.25  # estimates are means; aim the starvation trigger early by this factor
@@ -56,7 +56,7 @@ class Fifo(Core):
                 actions += self._bring_in(head)
             return actions
 
-    def _bring_in(self, head: Config) -> list[Action]:
+    def _bring_in(self, head: Configuration) -> list[Action]:
         """Ollama's rule: load it if it fits wholly on the GPU, or if nothing else is loaded (then
         partly offloaded); else evict idle models, least recently used first, and wait for busy
         ones to go idle."""
@@ -96,18 +96,18 @@ class Forge(Core):
         return actions
 
     # which waiting model to bring in, and whether the starvation bound forces it now
-    def _waiting(self) -> list[Config]:
+    def _waiting(self) -> list[Configuration]:
         return sorted((c for c in self.configs.values() if c.queue and c.state == "absent"),
                       key=self.waiting_since)
 
-    def _occupancy(self, config: Config, now: float) -> float:
+    def _occupancy(self, config: Configuration, now: float) -> float:
         """How long a configuration keeps the GPU once its head request has started."""
         held = config.expected_service_s
         if len(config.queue) > config.parallel:
             held = max(held, self.resident_floor(config))
         return held
 
-    def resident_floor(self, config: Config) -> float:
+    def resident_floor(self, config: Configuration) -> float:
         """A model with queued work keeps the GPU at least this long after loading: the bound,
         or as long as its load took, so that forced swaps spend at most half the time loading."""
         return max(self.min_resident_s, config.load_s)
@@ -126,7 +126,7 @@ class Forge(Core):
                 drain = max(drain, config.loaded_at + self.resident_floor(config) - now)
         return max(0.0, drain)
 
-    def _started(self, config: Config) -> list:  # type: ignore[type-arg]
+    def _started(self, config: Configuration) -> list:  # type: ignore[type-arg]
         return [t for t in self._tickets.values() if t.key == config.key and t.started is not None]
 
     def _trigger_at(self, now: float) -> float:
@@ -140,7 +140,7 @@ class Forge(Core):
             elapsed += self._occupancy(config, now)
         return trigger
 
-    def _target(self, now: float) -> tuple[Config | None, bool]:
+    def _target(self, now: float) -> tuple[Configuration | None, bool]:
         waiting = self._waiting()
         if not waiting:
             return None, False
@@ -151,21 +151,21 @@ class Forge(Core):
             return waiting[0], False
         return busiest, False
 
-    def _detour_breaks_bound(self, busiest: Config, oldest: Config, now: float) -> bool:
+    def _detour_breaks_bound(self, busiest: Configuration, oldest: Configuration, now: float) -> bool:
         """Would bringing in `busiest` first (its load, then at least its resident floor, since
         a model with work is protected that long) leave `oldest` no time for its own load?"""
         detour = (self._drain_s(now) + busiest.load_s
                   + max(self._occupancy(busiest, now), self.resident_floor(busiest)) + oldest.load_s)
         return now + SAFETY * detour + 0.05 > self.waiting_since(oldest) + self.starvation_s
 
-    def _releasable(self, config: Config, target: Config, now: float) -> bool:
+    def _releasable(self, config: Configuration, target: Configuration, now: float) -> bool:
         """May an idle model with no queue give way to `target` without urgency? (ski rental)"""
         linger = config.load_s / max(1, len(target.queue))
         # the same sum as the wake-up time in `wake_times`, with slack for rounding: woken at
         # exactly that moment, `now - last_used` can come out a hair short and the swap never happens
         return now + 1e-9 >= config.last_used + linger
 
-    def _bring_in(self, target: Config, now: float, urgent: bool) -> tuple[list[Config], int | None]:
+    def _bring_in(self, target: Configuration, now: float, urgent: bool) -> tuple[list[Configuration], int | None]:
         """(models to evict, None) or ([], the placement to load `target` with now), by expected
         time; ([], None) to wait."""
         candidates = self._candidates(target, now, urgent)
@@ -186,13 +186,13 @@ class Forge(Core):
             return [], None  # the memory for this placement is on its way back
         return [], g
 
-    def _work(self, target: Config) -> float:
+    def _work(self, target: Configuration) -> float:
         """Seconds of generation a load of `target` is expected to serve (at full GPU speed): its
         queue, and the requests its demand brings while it stays (a keep-alive's worth)."""
         coming = min(self.default_keep_alive_s, HORIZON_S) / max(target.mean_gap_s, 1e-3)
         return target.service_s * (len(target.queue) + max(1.0, coming))
 
-    def _candidates(self, target: Config, now: float, urgent: bool) -> list[Config]:
+    def _candidates(self, target: Configuration, now: float, urgent: bool) -> list[Configuration]:
         """Resident models that may be evicted for `target`, in the order to evict them: least
         recently used first; only idle ones past their linger time unless the bound is at stake."""
         ready = [c for c in self.configs.values() if c.state == "ready" and c is not target]

@@ -45,9 +45,9 @@ from localforge.config import Settings
 from localforge.errors import BackendFailed, LocalForgeError, RunnerCrashed, ServerBusy
 from localforge.inference import UntilDisconnected, unless_disconnected
 from localforge.options import load_key
-from localforge.resources import budget as memory
+from localforge.resources.budget import Budget, detect, gpu_used_bytes, measured, process_rss_bytes
 from localforge.resources.placement import Pools, Shape, as_ollama_shows, processor
-from localforge.schedule.core import Config, Core, Load, Start, Ticket, Unload
+from localforge.schedule.core import Configuration, Core, LoadAction, StartAction, Ticket, UnloadAction
 from localforge.schedule.meter import Meter
 from localforge.schedule.policy import POLICIES
 
@@ -105,7 +105,7 @@ class Occupant:
 
 
 class Scheduler:
-    def __init__(self, policy: Core, budget: memory.Budget,
+    def __init__(self, policy: Core, budget: Budget,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
         self.budget = budget
@@ -118,7 +118,7 @@ class Scheduler:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Scheduler:
-        found = memory.detect(settings.vram_budget, settings.ram_budget)
+        found = detect(settings.vram_budget, settings.ram_budget)
         if found.warning:
             log.warning("%s", found.warning)
         log.info("memory budget: %.2f GB of VRAM (%s), %.2f GB of RAM (%s)", found.pools.vram / 1e9,
@@ -170,9 +170,9 @@ class Scheduler:
     def expected_load_s(self, card: ModelCard) -> float:
         if self.is_resident(card.name):
             return 0.0
-        measured = [c.load_s for c in self._configs(card.name) if c.loads]
-        if measured:
-            return sum(measured) / len(measured)
+        load_times = [c.load_s for c in self._configs(card.name) if c.loads]
+        if load_times:
+            return sum(load_times) / len(load_times)
         return 0.5 + card.size / 1e9
 
     # the router's view
@@ -295,16 +295,16 @@ class Scheduler:
 
     def _execute(self, actions: list[Any], tg: TaskGroup) -> None:
         for action in actions:
-            if isinstance(action, Start):
+            if isinstance(action, StartAction):
                 copy = self._copies[action.key]
                 load_ns, copy.fresh_ns = copy.fresh_ns, 0
                 for ticket_id in action.tickets:
                     if claim := self._claims.pop(ticket_id, None):
                         claim.load_ns = load_ns
                         claim.granted.set()
-            elif isinstance(action, Load):
+            elif isinstance(action, LoadAction):
                 tg.start_soon(self._load, action.key, action.gpu_layers)
-            elif isinstance(action, Unload):
+            elif isinstance(action, UnloadAction):
                 tg.start_soon(self._unload, action.key, action.reason)
 
     async def _load(self, key: str, gpu_layers: int) -> None:
@@ -338,7 +338,7 @@ class Scheduler:
         self._learn_overhead(place.entry)
         share = config.reserved
         # against the estimate with the overhead known now: a first runner's is in its figure
-        used = memory.measured(self._load_memory(place, before), config.shape.memory(gpu_layers))
+        used = measured(self._load_memory(place, before), config.shape.memory(gpu_layers))
         self.policy.loaded(key, self.clock(), used, elapsed / 1e9)
         copy.fresh_ns = elapsed
         self.meter.loads[config.model] += 1
@@ -362,8 +362,8 @@ class Scheduler:
         return None if before is None or after is None else after - before
 
     def _memory_now(self) -> Pools | None:
-        ram = memory.process_rss_bytes()
-        vram = memory.gpu_used_bytes() if self.budget.gpu else 0
+        ram = process_rss_bytes()
+        vram = gpu_used_bytes() if self.budget.gpu else 0
         return None if ram is None or vram is None else Pools(vram, ram)
 
     async def _unload(self, key: str, reason: str) -> None:
@@ -414,7 +414,7 @@ class Scheduler:
         return residency
 
 
-def _expires_in_s(config: Config, now: float) -> float | None:
+def _expires_in_s(config: Configuration, now: float) -> float | None:
     """Seconds until an idle configuration unloads; None if kept forever. While in use, its
     keep-alive in full (Ollama shows now + duration)."""
     if config.keep_alive_s == math.inf:

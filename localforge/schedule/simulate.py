@@ -14,7 +14,7 @@ from typing import Any
 
 from localforge.errors import LocalForgeError
 from localforge.resources.placement import Shape
-from localforge.schedule.core import Core, Load, Start, Ticket, Unload
+from localforge.schedule.core import Core, LoadAction, StartAction, Ticket, UnloadAction
 
 
 @dataclass(slots=True, frozen=True)
@@ -39,7 +39,7 @@ class Arrival:
 
 
 @dataclass(slots=True)
-class Outcome:
+class SimRequest:
     arrival: Arrival
     started: float | None = None
     finished: float | None = None
@@ -52,7 +52,7 @@ class Outcome:
 
 @dataclass(slots=True)
 class Run:
-    outcomes: list[Outcome]
+    outcomes: list[SimRequest]
     loads: int = 0
     evictions: int = 0
     peak_bytes: int = 0
@@ -62,7 +62,7 @@ class Run:
     log: list[tuple[float, str, str]] = field(default_factory=list)
 
     @property
-    def served(self) -> list[Outcome]:
+    def served(self) -> list[SimRequest]:
         return [o for o in self.outcomes if o.finished is not None]
 
 
@@ -71,7 +71,7 @@ def simulate(policy: Core, models: dict[str, SimModel], trace: list[Arrival],
     """Replay `trace` through `policy`; every request ends served or with an error."""
     for model in models.values():
         policy.register(model.name, model.name, model.footprint, model.load_s)
-    run = Run([Outcome(a) for a in trace])
+    run = Run([SimRequest(a) for a in trace])
     seq = itertools.count()
     events: list[tuple[float, int, str, Any]] = []
     for index, arrival in enumerate(trace):
@@ -87,7 +87,7 @@ def simulate(policy: Core, models: dict[str, SimModel], trace: list[Arrival],
             _, _, kind, data = heapq.heappop(events)
             _apply(policy, models, run, kind, data, now)
         for action in policy.decide(now):
-            if isinstance(action, Start):
+            if isinstance(action, StartAction):
                 config = policy.config(action.key)
                 for ticket_id in action.tickets:
                     outcome = run.outcomes[ticket_id]
@@ -95,12 +95,12 @@ def simulate(policy: Core, models: dict[str, SimModel], trace: list[Arrival],
                     slowdown = config.shape.slowdown(config.gpu_layers, policy.cpu_speed)
                     heapq.heappush(events, (now + outcome.arrival.service_s * slowdown, next(seq),
                                             "finish", ticket_id))
-            elif isinstance(action, Load):
+            elif isinstance(action, LoadAction):
                 run.loads += 1
                 run.placements.setdefault(action.key, []).append(action.gpu_layers)
                 heapq.heappush(events, (now + models[action.key].load_s_at(action.gpu_layers),
                                         next(seq), "loaded", (action.key, action.gpu_layers)))
-            elif isinstance(action, Unload):
+            elif isinstance(action, UnloadAction):
                 run.evictions += action.reason == "evict"
                 heapq.heappush(events, (now + unload_s, next(seq), "unloaded", action.key))
             run.log.append((now, type(action).__name__, action.key))

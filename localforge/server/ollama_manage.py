@@ -29,7 +29,7 @@ from litestar.response import Stream
 from localforge import modelfile, names
 from localforge.backends import cards
 from localforge.errors import BadRequest, ModelNotFound
-from localforge.server import body, streams, wire
+from localforge.server import body, ollama_wire, streams
 from localforge.server.services import Services
 from localforge.store import create as making
 from localforge.store import library
@@ -37,9 +37,9 @@ from localforge.store import pull as pulling
 from localforge.store.layout import Manifest
 
 
-def _progress(step: pulling.PullStep) -> wire.Progress:
-    return wire.Progress(status=step.status, digest=step.digest, total=step.total,
-                         completed=step.completed)
+def _progress(step: pulling.PullStep) -> ollama_wire.Progress:
+    return ollama_wire.Progress(status=step.status, digest=step.digest, total=step.total,
+                                completed=step.completed)
 
 
 async def _answer(steps: AsyncIterator[pulling.PullStep], stream: bool | None) -> Response[Any] | Stream:
@@ -68,7 +68,7 @@ async def _refreshing(services: Services, steps: AsyncIterator[pulling.PullStep]
 
 @post("/api/pull", status_code=200)
 async def pull(request: Request, services: Services) -> Response[Any] | Stream:
-    req = await body.read(request, wire.PullRequest, services.settings.max_body_bytes)
+    req = await body.read(request, ollama_wire.PullRequest, services.settings.max_body_bytes)
     name = req.model or req.name
     if not name:
         raise BadRequest("model is required")
@@ -110,7 +110,7 @@ async def blob_upload(digest: str, request: Request, services: Services) -> Resp
 
 
 # create
-def _with_modelfile(req: wire.CreateRequest) -> wire.CreateRequest:
+def _with_modelfile(req: ollama_wire.CreateRequest) -> ollama_wire.CreateRequest:
     """The legacy `modelfile` text fills in whatever the request does not say itself."""
     if not req.modelfile:
         return req
@@ -119,7 +119,7 @@ def _with_modelfile(req: wire.CreateRequest) -> wire.CreateRequest:
     if not req.from_ and not req.files:
         blob = parsed.from_blob
         base = {"files": {"model.gguf": blob}} if blob else {"from_": parsed.from_}
-    messages = [wire.WireMessage(role=m["role"], content=m["content"]) for m in parsed.messages]
+    messages = [ollama_wire.WireMessage(role=m["role"], content=m["content"]) for m in parsed.messages]
     return msgspec.structs.replace(
         req, **base,
         template=req.template if req.template is not None else parsed.template,
@@ -138,7 +138,7 @@ async def _create_steps(manifest: Manifest) -> AsyncIterator[pulling.PullStep]:
     yield pulling.PullStep("success")
 
 
-async def _base(services: Services, req: wire.CreateRequest) -> tuple[Manifest, str]:
+async def _base(services: Services, req: ollama_wire.CreateRequest) -> tuple[Manifest, str]:
     """The model's GGUF and the settings it starts from; the label names it in errors."""
     if req.adapters:
         raise BadRequest("adapters are not supported: merge the adapter into a GGUF first")
@@ -163,7 +163,7 @@ async def _base(services: Services, req: wire.CreateRequest) -> tuple[Manifest, 
 
 @post("/api/create", status_code=200)
 async def create(request: Request, services: Services) -> Response[Any] | Stream:
-    req = _with_modelfile(await body.read(request, wire.CreateRequest, services.settings.max_body_bytes))
+    req = _with_modelfile(await body.read(request, ollama_wire.CreateRequest, services.settings.max_body_bytes))
     name = names.canonical(req.model or req.name)
     base, label = await _base(services, req)
     messages = [msgspec.to_builtins(m) for m in req.messages] if req.messages is not None else None
@@ -182,7 +182,7 @@ async def create(request: Request, services: Services) -> Response[Any] | Stream
 # copy and delete
 @post("/api/copy", status_code=200)
 async def copy(request: Request, services: Services) -> Response[bytes]:
-    req = await body.read(request, wire.CopyRequest, services.settings.max_body_bytes)
+    req = await body.read(request, ollama_wire.CopyRequest, services.settings.max_body_bytes)
     if not req.source or not req.destination:
         raise BadRequest("source and destination are required")
     destination = names.canonical(req.destination)
@@ -199,7 +199,7 @@ async def copy(request: Request, services: Services) -> Response[bytes]:
 
 @delete("/api/delete", status_code=200)
 async def delete_model(request: Request, services: Services) -> Response[bytes]:
-    req = await body.read(request, wire.DeleteRequest, services.settings.max_body_bytes)
+    req = await body.read(request, ollama_wire.DeleteRequest, services.settings.max_body_bytes)
     name = req.model or req.name
     if not name:
         raise BadRequest("model is required")

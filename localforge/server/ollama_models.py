@@ -13,16 +13,16 @@ from litestar.response import Response
 from localforge import OLLAMA_API_VERSION
 from localforge.backends.base import ModelCard, Residency
 from localforge.route import auto
-from localforge.server import body, timefmt, wire
+from localforge.server import body, ollama_wire, timefmt
 from localforge.server.auth import PUBLIC
 from localforge.server.services import Services
 
 
-def details(card: ModelCard) -> wire.Details:
+def details(card: ModelCard) -> ollama_wire.Details:
     d = card.details
-    return wire.Details(parent_model=d.parent_model, format=d.format, family=d.family,
-                        families=d.families or None, parameter_size=d.parameter_size,
-                        quantization_level=d.quantization_level)
+    return ollama_wire.Details(parent_model=d.parent_model, format=d.format, family=d.family,
+                               families=d.families or None, parameter_size=d.parameter_size,
+                               quantization_level=d.quantization_level)
 
 
 def parameters_text(parameters: dict[str, Any]) -> str:
@@ -70,8 +70,8 @@ def root_head() -> None:
 
 
 @get(["/api/version"], sync_to_thread=False, opt=PUBLIC)
-def version() -> wire.VersionResponse:
-    return wire.VersionResponse(version=OLLAMA_API_VERSION)
+def version() -> ollama_wire.VersionResponse:
+    return ollama_wire.VersionResponse(version=OLLAMA_API_VERSION)
 
 
 @head(["/api/version"], sync_to_thread=False, opt=PUBLIC)
@@ -79,18 +79,18 @@ def version_head() -> None:
     return None
 
 
-def tag(card: ModelCard) -> wire.TagModel:
-    return wire.TagModel(name=card.name, model=card.name, modified_at=timefmt.iso(card.modified_at),
-                         size=card.size, digest=card.digest, details=details(card),
-                         capabilities=card.capabilities)
+def tag(card: ModelCard) -> ollama_wire.TagModel:
+    return ollama_wire.TagModel(name=card.name, model=card.name, modified_at=timefmt.iso(card.modified_at),
+                                size=card.size, digest=card.digest, details=details(card),
+                                capabilities=card.capabilities)
 
 
 @get("/api/tags")
-async def tags(services: Services) -> wire.TagsResponse:
+async def tags(services: Services) -> ollama_wire.TagsResponse:
     cards = [e.card for e in await services.registry.entries()]
     if services.pipeline.routing is not None:  # the `auto` model and its presets
         cards += auto.cards(services.settings.router, cards)
-    return wire.TagsResponse(models=[tag(c) for c in cards])
+    return ollama_wire.TagsResponse(models=[tag(c) for c in cards])
 
 
 @head("/api/tags")
@@ -99,8 +99,8 @@ async def tags_head(services: Services) -> None:
 
 
 @post("/api/show", status_code=200)
-async def show(request: Request, services: Services) -> wire.ShowResponse:
-    req = await body.read(request, wire.ShowRequest, services.settings.max_body_bytes)
+async def show(request: Request, services: Services) -> ollama_wire.ShowResponse:
+    req = await body.read(request, ollama_wire.ShowRequest, services.settings.max_body_bytes)
     name = req.model or req.name
     if not name:
         from localforge.errors import BadRequest
@@ -120,7 +120,7 @@ async def show(request: Request, services: Services) -> wire.ShowResponse:
         if loaded_ctx:
             parameters["num_ctx"] = loaded_ctx
     parameters.setdefault("num_ctx", card.context_length or services.settings.default_num_ctx)
-    return wire.ShowResponse(
+    return ollama_wire.ShowResponse(
         modelfile=modelfile(card), parameters=parameters_text(parameters), template=card.template,
         details=details(card), model_info=dict(card.model_info), capabilities=card.capabilities,
         modified_at=timefmt.iso(card.modified_at), license=card.license,
@@ -145,7 +145,7 @@ def one_per_model(residencies: list[Residency]) -> list[Residency]:
 
 
 @get("/api/ps")
-async def ps(services: Services) -> wire.PsResponse:
+async def ps(services: Services) -> ollama_wire.PsResponse:
     residencies = []
     for backend in services.registry.backends:
         # in a worker thread: a network backend asks its upstream (e.g. Ollama's /api/ps)
@@ -157,13 +157,13 @@ async def ps(services: Services) -> wire.PsResponse:
     models = []
     for residency in one_per_model(residencies):
         card = entries.get(residency.name.lower())
-        models.append(wire.PsModel(
+        models.append(ollama_wire.PsModel(
             name=residency.name, model=residency.name, size=residency.size,
-            digest=card.digest if card else "", details=details(card) if card else wire.Details(),
+            digest=card.digest if card else "", details=details(card) if card else ollama_wire.Details(),
             expires_at=timefmt.iso(residency.expires_at), size_vram=residency.size_vram,
             context_length=residency.context_length))
     models.sort(key=lambda m: m.expires_at, reverse=True)
-    return wire.PsResponse(models=models)
+    return ollama_wire.PsResponse(models=models)
 
 
 def not_found_json(request: Request, exc: Exception) -> Response[Any]:

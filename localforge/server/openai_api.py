@@ -19,7 +19,7 @@ from litestar.response import Stream
 from localforge.errors import BadRequest
 from localforge.inference import Delta, Event, Final, Inference, ToolCall
 from localforge.route import auto
-from localforge.server import body, convert, disconnect, endpoint, errors, streams
+from localforge.server import body, disconnect, endpoint, errors, ollama_convert, streams
 from localforge.server import openai_convert as oc
 from localforge.server import openai_wire as ow
 from localforge.server.ollama_inference import normalise
@@ -193,7 +193,7 @@ async def embeddings(request: Request, services: Services) -> ow.EmbeddingList:
     if req.dimensions is not None and req.dimensions <= 0:
         raise BadRequest("dimensions must be a positive number")
     texts = oc.embedding_input(req.input)
-    inference = Inference(model=convert.model_name(req.model, ""), kind="generate",
+    inference = Inference(model=ollama_convert.model_name(req.model, ""), kind="generate",
                           client=client_address(request), until_disconnected=disconnect.watch(request))
     _, result = await services.pipeline.embed(inference, texts, True, "/v1/embeddings")
     data = [ow.EmbeddingData(index=i, embedding=_encode_vector(normalise(v, req.dimensions),

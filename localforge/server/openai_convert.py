@@ -13,7 +13,7 @@ from typing import Any
 from localforge import options as opts
 from localforge.errors import BadRequest
 from localforge.inference import Format, Inference, Message, ToolCall, new_call_id
-from localforge.server import convert
+from localforge.server import ollama_convert
 from localforge.server import openai_wire as ow
 
 # an OpenAI "developer" message is what newer SDKs send in place of "system"
@@ -45,7 +45,7 @@ def _image(part: ow.ContentPart) -> bytes:
                          "LocalForge does not fetch images from the network")
     if ";base64," not in url[:100]:
         raise BadRequest("image_url data: URLs must be base64-encoded (data:image/png;base64,...)")
-    return convert.image(url)
+    return ollama_convert.image(url)
 
 
 def _content(content: str | list[ow.ContentPart] | None) -> tuple[str, list[bytes]]:
@@ -69,7 +69,7 @@ def _message(m: ow.ChatMessage, tool_names: dict[str, str]) -> Message:
     if role is None:
         raise BadRequest(f"invalid message role '{m.role}'")
     text, images = _content(m.content)
-    calls = [ToolCall(name=c.function.name, arguments=convert.tool_arguments(c.function.arguments),
+    calls = [ToolCall(name=c.function.name, arguments=ollama_convert.tool_arguments(c.function.arguments),
                       id=c.id or new_call_id(), index=i)
              for i, c in enumerate(m.tool_calls or [])]
     tool_names.update({c.id: c.name for c in calls})
@@ -130,12 +130,12 @@ def chat(req: ow.ChatCompletionRequest, client: str) -> Inference:
         raise BadRequest("messages must contain at least one message")
     tool_names: dict[str, str] = {}
     messages = [_message(m, tool_names) for m in req.messages]
-    tools = convert.tools_value(req.tools)
+    tools = ollama_convert.tools_value(req.tools)
     choice = _tool_choice(tools, req.tool_choice)
     if choice == "none":
         tools, choice = [], None
     return Inference(
-        model=convert.model_name(req.model, ""), kind="chat", messages=messages, tools=tools,
+        model=ollama_convert.model_name(req.model, ""), kind="chat", messages=messages, tools=tools,
         tool_choice=choice, format=_format(req.response_format), think=_think(req),
         options=_options(req, req.max_completion_tokens or req.max_tokens),
         stream=bool(req.stream), client=client)
@@ -153,7 +153,7 @@ def _prompt(prompt: Any) -> str:
 
 def completion(req: ow.CompletionRequest, client: str) -> Inference:
     return Inference(
-        model=convert.model_name(req.model, ""), kind="generate", prompt=_prompt(req.prompt),
+        model=ollama_convert.model_name(req.model, ""), kind="generate", prompt=_prompt(req.prompt),
         suffix=req.suffix or "", options=_options(req, req.max_tokens), stream=bool(req.stream),
         client=client)
 

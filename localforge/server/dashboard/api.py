@@ -114,24 +114,24 @@ def saving(services: Services) -> wire.Saving:
 
 
 @get("/ui/api/routing")
-async def routing(services: Services) -> wire.Routing:
+async def routing(services: Services) -> wire.RoutingSummary:
     size, buckets, models = await anyio.to_thread.run_sync(shares, services, time.time())
     routing = services.pipeline.routing
     spent = await routing.spent_today() if routing is not None else 0.0
-    return wire.Routing(
+    return wire.RoutingSummary(
         available=routing is not None, bucket_s=size, buckets=buckets, models=models, spent_today=spent,
         daily_budget=services.settings.router.daily_budget,
         saving=await anyio.to_thread.run_sync(saving, services),
         replay=await anyio.to_thread.run_sync(last_figures, services.settings.data_dir))
 
 
-def endpoints(backend: object) -> list[wire.Endpoint]:
+def endpoints(backend: object) -> list[wire.EndpointHealth]:
     """A network backend's fleet, if it has one."""
     fleet = getattr(backend, "fleet", None)
     if not isinstance(fleet, Fleet):
         return []
-    return [wire.Endpoint(m.endpoint.name, m.endpoint.label, m.state, m.in_flight, m.served, m.last_error,
-                          round(m.retry_in_s(), 1)) for m in fleet.members.values()]
+    return [wire.EndpointHealth(m.endpoint.name, m.endpoint.label, m.state, m.in_flight, m.served, m.last_error,
+                                round(m.retry_in_s(), 1)) for m in fleet.members.values()]
 
 
 @get("/ui/api/health")
@@ -139,7 +139,7 @@ async def health(services: Services) -> wire.Health:
     per_backend: dict[str, int] = defaultdict(int)
     for entry in await services.registry.entries():
         per_backend[entry.backend.name] += 1
-    backends = [wire.Backend(b.name, per_backend[b.name], endpoints(b)) for b in services.registry.backends]
+    backends = [wire.BackendHealth(b.name, per_backend[b.name], endpoints(b)) for b in services.registry.backends]
     errors = await anyio.to_thread.run_sync(services.pipeline.recorder.errors_since, time.time() - 3600)
     meter = services.scheduler.meter
     seen = sorted(set(meter.crashes) | set(meter.loads) | set(meter.evictions))

@@ -103,7 +103,7 @@ class Saving(msgspec.Struct):
     saved: float
 
 
-class Routing(msgspec.Struct):
+class RoutingSummary(msgspec.Struct):
     available: bool  # False: the auto model is off (no embedder)
     bucket_s: int
     buckets: list[ShareBucket]
@@ -114,7 +114,7 @@ class Routing(msgspec.Struct):
     replay: dict[str, Any] | None  # the figures of the last `bench replay --json`
 
 
-class Endpoint(msgspec.Struct):
+class EndpointHealth(msgspec.Struct):
     name: str
     label: str
     state: str  # healthy | cooling down | probing
@@ -124,10 +124,10 @@ class Endpoint(msgspec.Struct):
     retry_in_s: float
 
 
-class Backend(msgspec.Struct):
+class BackendHealth(msgspec.Struct):
     name: str
     models: int
-    endpoints: list[Endpoint]
+    endpoints: list[EndpointHealth]
 
 
 class ModelErrors(msgspec.Struct):
@@ -144,7 +144,7 @@ class ModelCounts(msgspec.Struct):
 
 
 class Health(msgspec.Struct):
-    backends: list[Backend]
+    backends: list[BackendHealth]
     errors_last_hour: list[ModelErrors]
     models: list[ModelCounts]  # runner crashes, loads and evictions since the server started
     rejected: int

@@ -11,7 +11,7 @@ from localforge import options as opts
 from localforge.durations import keep_alive_seconds
 from localforge.errors import BadRequest
 from localforge.inference import Format, Inference, Message, ToolCall, new_call_id
-from localforge.server import wire
+from localforge.server import ollama_wire
 
 
 def model_name(model: str, name: str) -> str:
@@ -65,7 +65,7 @@ def tool_arguments(value: Any) -> dict[str, Any]:
     raise BadRequest("tool call arguments must be a JSON object")
 
 
-def message(m: wire.WireMessage) -> Message:
+def message(m: ollama_wire.WireMessage) -> Message:
     return Message(
         role=m.role.lower(), content=m.content or "", thinking=m.thinking,
         images=[image(i) for i in m.images or []],
@@ -76,7 +76,7 @@ def message(m: wire.WireMessage) -> Message:
         tool_name=m.tool_name, tool_call_id=m.tool_call_id)
 
 
-def chat(req: wire.ChatRequest, client: str) -> Inference:
+def chat(req: ollama_wire.ChatRequest, client: str) -> Inference:
     return Inference(
         model=model_name(req.model, req.name), kind="chat",
         messages=[message(m) for m in req.messages or []],
@@ -91,7 +91,7 @@ def think_value(value: Any) -> bool | str | None:
     raise BadRequest("think must be true, false, \"low\", \"medium\", \"high\" or \"max\"")
 
 
-def generate(req: wire.GenerateRequest, client: str) -> Inference:
+def generate(req: ollama_wire.GenerateRequest, client: str) -> Inference:
     return Inference(
         model=model_name(req.model, req.name), kind="generate", prompt=req.prompt or "",
         suffix=req.suffix or "", system=req.system, template=req.template or None,
