@@ -1,8 +1,10 @@
 """Every inference request takes the same path: profile -> route -> schedule -> backend -> record.
 
 Controllers turn wire requests into an `Inference` and call `Pipeline.run`; they never talk to a
-backend directly. The router and the VRAM scheduler replace the `route` and `schedule` stages
-without touching the controllers.
+backend directly. The registry finds what the request names: a backend's model (an `Entry`),
+served as it is, or a route (`auto` and its presets), for which the router chooses the entry
+first. The router and the VRAM scheduler replace the `route` and `schedule` stages without
+touching the controllers.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from localforge.evaluation import Asker, Evaluator, grade
 from localforge.inference import Delta, Embedding, Event, Final, Inference
 from localforge.memory.records import Recorder, RequestRecord
 from localforge.plugins import call_all
-from localforge.route.auto import Routed, Routing, preset_of
+from localforge.route.auto import Routed, Routing
 from localforge.route.facts import routing_facts
 from localforge.schedule.scheduler import Scheduler
 
@@ -85,13 +87,16 @@ class Pipeline:
         record = RequestRecord(id=request.request_id, endpoint=endpoint,
                                requested_model=request.model, client=request.client)
         try:
-            if self._is_auto_load(request):
+            found = await self.registry.find(request.model)
+            routed: Routed | None = None
+            if isinstance(found, Entry):
+                entry = found
+            elif request.is_load_only:
                 return Served(None, self._load_auto(request, record),
                               {"X-LocalForge-Request-Id": request.request_id})
-            routed = await self._route_auto(request)
-            if routed is not None and routed.profile.sensitive and self.routing is not None:
-                request.private = request.private or self.routing.settings.private_stays_local
-            entry = routed.entries[routed.decision.chosen] if routed else await self.route(request)
+            else:
+                routed = await self._route(request)
+                entry = routed.entries[routed.decision.chosen]
         except LocalForgeError as exc:
             await self._record_error(record, exc)
             raise
@@ -102,13 +107,6 @@ class Pipeline:
         headers["X-LocalForge-Route"] = routed.reason
         return Served(entry, self._serve_routed(routed, request, record, headers), headers)
 
-    def _is_auto_load(self, request: Inference) -> bool:
-        preset = preset_of(request.model)
-        if self.routing is None or preset is None or not request.is_load_only:
-            return False
-        self.routing.router.preset(preset or None)  # an unknown preset is still a 400
-        return True
-
     async def _load_auto(self, request: Inference, record: RequestRecord) -> AsyncIterator[Event]:
         """auto's load form (`ollama run auto`) and unload form (`ollama stop auto`), answered at
         once: auto chooses a model per prompt, so none is known before a prompt arrives, and
@@ -118,10 +116,14 @@ class Pipeline:
         await self._save(record, time.perf_counter_ns())
         yield final
 
-    async def _route_auto(self, request: Inference) -> Routed | None:
-        if self.routing is None or preset_of(request.model) is None or request.is_load_only:
-            return None
-        return await self.routing.route(request)
+    async def _route(self, request: Inference) -> Routed:
+        """Choose the model that serves a request to a route (the registry has routes only
+        once the routing that makes them is built); a sensitive prompt's request is private."""
+        assert self.routing is not None
+        routed = await self.routing.route(request)
+        if routed.profile.sensitive:
+            request.private = request.private or self.routing.settings.private_stays_local
+        return routed
 
     async def _serve_routed(self, routed: Routed, request: Inference, record: RequestRecord,
                             headers: dict[str, str]) -> AsyncIterator[Event]:

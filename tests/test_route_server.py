@@ -103,6 +103,27 @@ def test_auto_and_its_presets_are_listed_and_shown(server: RunningServer) -> Non
     assert facts["localforge.routing.output_price"] == 30.0
 
 
+def test_auto_is_a_model_to_every_controller(server: RunningServer) -> None:
+    """Listed after the models it chooses among, found by /v1 as by /api/show, and its load form
+    answered at once; an unknown preset is a 400 everywhere, and auto is nothing to embed with."""
+    tags = [m["name"] for m in httpx.get(server.url + "/api/tags").json()["models"]]
+    assert tags.index("auto:latest") > tags.index(LOCAL)
+    listed = [m["id"] for m in httpx.get(server.url + "/v1/models").json()["data"]]
+    assert listed == tags
+    assert httpx.get(server.url + "/v1/models/auto:cheap").json()["id"] == "auto:cheap"
+    loaded = httpx.post(server.url + "/api/generate", json={"model": "auto:best"}, timeout=30).json()
+    assert (loaded["done"], loaded["done_reason"]) == (True, "load")
+    for method, path, payload in [("POST", "/api/show", {"model": "auto:nosuch"}),
+                                  ("POST", "/api/generate", {"model": "auto:nosuch"}),
+                                  ("POST", "/api/chat", {"model": "auto:nosuch", "messages": [
+                                      {"role": "user", "content": "hi"}], "stream": False})]:
+        refused = httpx.request(method, server.url + path, json=payload, timeout=30)
+        assert refused.status_code == 400 and "unknown routing preset 'nosuch'" in refused.json()["error"]
+    assert httpx.get(server.url + "/v1/models/auto:nosuch").status_code == 400
+    embed = httpx.post(server.url + "/api/embed", json={"model": "auto", "input": "hi"}, timeout=30)
+    assert embed.status_code == 404
+
+
 def test_a_coding_prompt_goes_remote_and_a_chat_prompt_stays_local(server: RunningServer) -> None:
     coding = chat(server, CODING)
     assert coding.headers["X-LocalForge-Model"] == REMOTE

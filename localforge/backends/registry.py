@@ -3,6 +3,12 @@
 An `Entry` is one model and the backend that serves it: what the router picks among, the
 scheduler places and the server lists. What the router weighs about a model is in
 `route/facts.py`.
+
+A `Route` is the other kind of entry: a model that is a choice among the others per request
+(`auto` and its presets). What makes routes (`Routes`, the `auto` model's routing) is given to
+the registry once it is built; the registry lists its cards after the models they choose among,
+and `find` answers a name it claims with a `Route`, so the server lists, shows and serves `auto`
+as it does any model, and the pipeline routes what resolves to a route.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
@@ -21,6 +27,20 @@ from localforge.backends.base import Backend, Budgeted, ModelCard
 from localforge.errors import ModelNotFound
 
 log = logging.getLogger(__name__)
+
+
+class Routes(Protocol):
+    """Models made of the others: each request to one is routed to one of them."""
+
+    def claims(self, name: str) -> bool:
+        """Whether `name` is one of its models (any tag of it: an unknown one fails in `card`)."""
+
+    def card(self, name: str, others: list[ModelCard]) -> ModelCard:
+        """The card of the model `name`, over the `others` it may choose among; BadRequest for
+        a name it claims but does not have."""
+
+    def cards(self, others: list[ModelCard]) -> list[ModelCard]:
+        """Its models' cards, over the `others`."""
 
 
 @dataclass(slots=True)
@@ -36,6 +56,14 @@ class Entry:
         if not isinstance(self.backend, Budgeted):
             return 0
         return int(self.backend.footprint(self.card, options, False)[1])
+
+
+@dataclass(slots=True, frozen=True)
+class Route:
+    """A model served by routing each request to one of the others."""
+
+    card: ModelCard
+    routes: Routes
 
 
 class Registry:
@@ -58,6 +86,7 @@ class Registry:
         self._changed = anyio.Event()  # set (and replaced) whenever a listing ends
         self._entries: dict[str, Entry] = {}
         self._fresh_until = 0.0
+        self.routes: Routes | None = None  # the `auto` model, once its routing is built
 
     async def _list(self, backend: Backend, done: anyio.Event) -> None:
         cards: list[ModelCard] = []
@@ -104,6 +133,18 @@ class Registry:
             await self.refresh()
         self._refresh_when_stale()
         return sorted(self._entries.values(), key=lambda e: e.card.name)
+
+    async def listed(self) -> list[ModelCard]:
+        """Every model's card, as /api/tags and /v1/models list them: the backends' models, then
+        the routes over them."""
+        cards = [e.card for e in await self.entries()]
+        return cards + (self.routes.cards(cards) if self.routes is not None else [])
+
+    async def find(self, name: str) -> Entry | Route:
+        """What a name refers to: a route, or a backend's model (see `resolve`)."""
+        if self.routes is not None and self.routes.claims(name):
+            return Route(self.routes.card(name, [e.card for e in await self.entries()]), self.routes)
+        return await self.resolve(name)
 
     async def resolve(self, name: str) -> Entry:
         """The model a name refers to (`x` and `x:latest` alike); ModelNotFound otherwise."""

@@ -3,8 +3,10 @@ write the decision down, and turn what happens next (feedback, errors, cut-off a
 asked again) into outcomes the router learns from.
 
 `auto` uses the default preset; `auto:<preset>` names one (`auto:cheap`, `auto:balanced`,
-`auto:best`, or any preset of the config). Blocking work (profiling, sqlite, the bandit) runs in
-worker threads.
+`auto:best`, or any preset of the config). `Routing` is also what makes these models in the
+registry (`backends.registry.Routes`): it claims the `auto` names and builds their cards over the
+other models, so every controller lists, shows and finds `auto` as it does any model. Blocking
+work (profiling, sqlite, the bandit) runs in worker threads.
 """
 
 from __future__ import annotations
@@ -220,6 +222,16 @@ class Routing:
     async def judged(self, request_id: str, model: str, score: float, evaluator: str) -> None:
         """An evaluator's grade of an answer (0..1), learned like feedback."""
         await anyio.to_thread.run_sync(self._learn, request_id, model, score, evaluator, 1.0)
+
+    # the `auto` models, as the registry lists and finds them (`backends.registry.Routes`)
+    def claims(self, name: str) -> bool:
+        return preset_of(name) is not None
+
+    def card(self, name: str, others: list[ModelCard]) -> ModelCard:
+        return card(self.settings, preset_of(name) or "", others)
+
+    def cards(self, others: list[ModelCard]) -> list[ModelCard]:
+        return cards(self.settings, others)
 
     def is_routed(self, request_id: str) -> bool:
         return self.memory.route_id(request_id) is not None

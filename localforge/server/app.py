@@ -64,7 +64,7 @@ def build_services(settings: Settings, pm: pluggy.PluginManager) -> Services:
     registry = Registry(backends)
     scheduler = Scheduler.from_settings(settings)
     pipeline = Pipeline(registry, scheduler, Recorder(db), pm)
-    pipeline.routing = auto.build(settings, pm, db, registry, scheduler)
+    pipeline.routing = registry.routes = auto.build(settings, pm, db, registry, scheduler)
     pipeline.evaluators = plugins.collect(pm.hook.register_evaluators, lambda e: e.name, settings=settings)
     return Services(settings, pm, db, store, registry, scheduler, pipeline)
 

@@ -12,6 +12,7 @@ from litestar.response import Response
 
 from localforge import OLLAMA_API_VERSION
 from localforge.backends.base import ModelCard, Residency
+from localforge.backends.registry import Entry
 from localforge.route import auto
 from localforge.server import body, ollama_wire, timefmt
 from localforge.server.auth import PUBLIC
@@ -87,10 +88,7 @@ def tag(card: ModelCard) -> ollama_wire.TagModel:
 
 @get("/api/tags")
 async def tags(services: Services) -> ollama_wire.TagsResponse:
-    cards = [e.card for e in await services.registry.entries()]
-    if services.pipeline.routing is not None:  # the `auto` model and its presets
-        cards += auto.cards(services.settings.router, cards)
-    return ollama_wire.TagsResponse(models=[tag(c) for c in cards])
+    return ollama_wire.TagsResponse(models=[tag(c) for c in await services.registry.listed()])
 
 
 @head("/api/tags")
@@ -106,15 +104,11 @@ async def show(request: Request, services: Services) -> ollama_wire.ShowResponse
         from localforge.errors import BadRequest
 
         raise BadRequest("model is required")
-    if auto.preset_of(name) is not None and services.pipeline.routing is not None:
-        registry_cards = [e.card for e in await services.registry.entries()]
-        card = auto.card(services.settings.router, auto.preset_of(name) or "", registry_cards)
-        parameters = dict(card.parameters)
-    else:
-        entry = await services.registry.resolve(name)
-        card = entry.card
+    entry = await services.registry.find(name)
+    card = entry.card
+    parameters = dict(card.parameters)
+    if isinstance(entry, Entry):  # a backend's model (a route loads nothing and has no facts)
         card.model_info = {**card.model_info, **auto.facts_info(services.settings.router, card)}
-        parameters = dict(card.parameters)
         # the context a local backend loads it with by default, as /api/ps shows it
         loaded_ctx = entry.loaded_context({})
         if loaded_ctx:

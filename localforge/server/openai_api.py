@@ -18,7 +18,6 @@ from litestar.response import Stream
 
 from localforge.errors import BadRequest
 from localforge.inference import Delta, Event, Final, Inference, ToolCall
-from localforge.route import auto
 from localforge.server import body, disconnect, endpoint, errors, ollama_convert, streams
 from localforge.server import openai_convert as oc
 from localforge.server import openai_wire as ow
@@ -161,20 +160,13 @@ def _model(name: str, modified_at: datetime | None) -> ow.Model:
 
 @get("/v1/models")
 async def list_models(services: Services) -> ow.ModelList:
-    cards = [e.card for e in await services.registry.entries()]
-    if services.pipeline.routing is not None:  # the `auto` model and its presets
-        cards += auto.cards(services.settings.router, cards)
-    return ow.ModelList(data=[_model(c.name, c.modified_at) for c in cards])
+    return ow.ModelList(data=[_model(c.name, c.modified_at) for c in await services.registry.listed()])
 
 
 @get("/v1/models/{model:path}")
 async def retrieve_model(model: str, services: Services) -> ow.Model:
     name = model.lstrip("/")
-    if auto.preset_of(name) is not None and services.pipeline.routing is not None:
-        cards = [e.card for e in await services.registry.entries()]
-        return _model(name, auto.card(services.settings.router, auto.preset_of(name) or "", cards).modified_at)
-    entry = await services.registry.resolve(name)
-    return _model(name, entry.card.modified_at)
+    return _model(name, (await services.registry.find(name)).card.modified_at)
 
 
 def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
