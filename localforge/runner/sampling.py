@@ -31,10 +31,9 @@ from localforge.runner.engine import RequestError
 class Sampler:
     """One sequence's sampling: its options, seed and grammar."""
 
-    def __init__(self, model: Any, n_ctx: int, options: dict[str, Any],
+    def __init__(self, vocab: Any, n_vocab: int, n_ctx: int, options: dict[str, Any],
                  schema: str | dict[str, Any] | None) -> None:
-        self.vocab = llama.llama_model_get_vocab(model)
-        self.n_vocab = llama.llama_vocab_n_tokens(self.vocab)
+        self.vocab, self.n_vocab = vocab, n_vocab  # the model's, which its runner holds
         last_n = int(options.get("repeat_last_n", 64))
         self.last_n = n_ctx if last_n < 0 else last_n
         self.repeat = np.float32(options.get("repeat_penalty", 1.1))

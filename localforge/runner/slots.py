@@ -148,7 +148,7 @@ class Slots:
         self.cached[slot], self.scopes[slot] = prompt[:reused], request.scope
         sampling = request.sampling
         max_tokens = min(int(sampling["max_tokens"]), self.n_ctx - len(prompt))
-        sampler = Sampler(self.model, self.n_ctx, sampling, request.format)
+        sampler = Sampler(self.vocab, self.n_vocab, self.n_ctx, sampling, request.format)
         self.active[request.id] = Sequence(request, slot, prompt, prompt[reused:], sampler, max_tokens,
                                            [s for s in sampling.get("stop", []) if s], time.perf_counter_ns(),
                                            reused)
