@@ -69,6 +69,10 @@ class Inference:
     # it carries what the sensitivity profiler flagged (or quotes such a prompt, as the judge's
     # question does): no remote model serves it, whichever way it goes (pipeline.Pipeline._serve)
     private: bool = False
+    # how `auto` treats it when local models are busy (route/overflow.py), and its API key's
+    # daily budget for remote models (None: only the server's)
+    priority: str = "normal"
+    daily_budget: float | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     received_ns: int = field(default_factory=time.monotonic_ns)
     # the client's disconnect, passed along with its request; None: no client to lose (the judge)

@@ -105,6 +105,7 @@ class Pipeline:
         if routed is None:
             return Served(entry, self._serve(entry, request, record), headers)
         headers["X-LocalForge-Route"] = routed.reason
+        record.overflow = routed.decision.overflow
         return Served(entry, self._serve_routed(routed, request, record, headers), headers)
 
     async def _load_auto(self, request: Inference, record: RequestRecord) -> AsyncIterator[Event]:

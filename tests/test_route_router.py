@@ -140,6 +140,9 @@ class Readiness:
     def queue_depth(self, name: str) -> int:
         return 0
 
+    def expected_wait_s(self, name: str) -> float | None:
+        return None  # the scheduler has not seen it: a load when it is not resident
+
 
 def test_a_resident_model_within_the_margin_is_kept_over_loading_a_better_one(tmp_path: Path) -> None:
     big = Candidate("big", RoutingFacts("big", quality={"general": 0.72}), entry=LOADABLE)

@@ -9,6 +9,7 @@ file that LocalForge itself does not know are kept in `plugins` for plugins to r
 
 from __future__ import annotations
 
+import hmac
 import os
 import tomllib
 from pathlib import Path
@@ -37,6 +38,21 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
     num_ctx: int | None = None
     # requests decoded together; unset: the server's `parallel`
     parallel: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
+class ApiKey(msgspec.Struct, forbid_unknown_fields=True):
+    """An entry of `api_keys` with settings of its own; a bare string is a key with none.
+
+    ```toml
+    api_keys = ["sk-me", { key = "sk-batch", priority = "low", daily_budget = 0.5 }]
+    ```
+    """
+
+    key: str
+    # how its requests to `auto` meet a busy local model (route/overflow.py); an
+    # X-LocalForge-Priority header may lower it but not raise it
+    priority: Literal["high", "normal", "low"] = "normal"
+    daily_budget: float | None = None  # dollars a day its requests may spend on remote models
 
 
 class Settings(msgspec.Struct, kw_only=True):
@@ -70,7 +86,7 @@ class Settings(msgspec.Struct, kw_only=True):
     # localhost, loopback and private addresses and the host names of `origins` (DNS rebinding)
     allowed_hosts: list[str] = []
     # when set, every endpoint but `GET /` and `/api/version` needs `Authorization: Bearer KEY`
-    api_keys: list[str] = []
+    api_keys: list[str | ApiKey] = []
     hf_endpoint: str = "https://huggingface.co"
     # where `/api/pull` finds Ollama-library names (`llama3.2`, `ns/name:tag`)
     registry: str = "https://registry.ollama.ai"
@@ -89,6 +105,19 @@ class Settings(msgspec.Struct, kw_only=True):
     def default_keep_alive_s(self) -> float:
         seconds = keep_alive_seconds(self.keep_alive)
         return 300.0 if seconds is None else seconds
+
+    @property
+    def keys(self) -> list[ApiKey]:
+        """`api_keys` with every entry's settings (a bare string has the defaults)."""
+        return [k if isinstance(k, ApiKey) else ApiKey(k) for k in self.api_keys]
+
+    def key_settings(self, presented: str) -> ApiKey | None:
+        """The settings of the key a request presented (already checked by the guard)."""
+        found = None
+        for entry in self.keys:  # every key compared in constant time, as the guard does
+            if hmac.compare_digest(entry.key.encode(), presented.encode()):
+                found = entry
+        return found
 
     def section(self, name: str) -> dict[str, Any]:
         """A plugin's own section of the config file, `{}` when absent."""
@@ -175,7 +204,7 @@ def load(config_file: Path | None = None, overrides: dict[str, Any] | None = Non
     except msgspec.ValidationError as exc:
         raise BadRequest(f"invalid configuration: {exc}") from exc
     settings.default_keep_alive_s  # validates the duration early  # noqa: B018
-    if any(not key.strip() for key in settings.api_keys):
+    if any(not entry.key.strip() for entry in settings.keys):
         raise BadRequest("invalid configuration: an entry of api_keys is empty")
     for model in settings.models:
         names.parse(model.name)  # a bad name fails at start-up, not on every listing

@@ -7,6 +7,7 @@ exploration = 0.01                  # floor of the exploration probability
 
 [router.presets.cheap]              # auto:cheap; more presets may be added
 cost_weight = 2000.0
+latency_budget_s = 90               # wait this long for a busy local model, then go remote
 
 [router.models."gpt-4-1106-preview"]
 locality = "remote"
@@ -39,19 +40,23 @@ class ModelFacts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class Preset(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A point on the dial: how many quality points one dollar and one second are worth."""
+    """A point on the dial: how many quality points one dollar and one second are worth, and how
+    long a request may wait for a busy local model before it overflows to a remote one."""
 
     cost_weight: float = 0.0  # quality lost per dollar of expected cost
     latency_weight: float = 0.0  # quality lost per second of expected latency
+    # seconds of expected wait for a local model's slot past which a request goes remote
+    # (route/overflow.py); inf: never overflow
+    latency_budget_s: float = 20.0
 
 
 def default_presets() -> dict[str, Preset]:
     # A typical remote call costs about $0.005-0.01, a local one close to nothing: "cheap" pays
     # for the remote model only when it is expected to answer much better, "best" nearly always.
     return {
-        "cheap": Preset(cost_weight=40.0, latency_weight=0.01),
-        "balanced": Preset(cost_weight=12.0, latency_weight=0.005),
-        "best": Preset(cost_weight=0.0, latency_weight=0.0),
+        "cheap": Preset(cost_weight=40.0, latency_weight=0.01, latency_budget_s=60.0),
+        "balanced": Preset(cost_weight=12.0, latency_weight=0.005, latency_budget_s=20.0),
+        "best": Preset(cost_weight=0.0, latency_weight=0.0, latency_budget_s=10.0),
     }
 
 

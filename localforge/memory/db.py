@@ -77,8 +77,13 @@ def m004_add_route_scope(db: sqlite_utils.Database) -> None:
     db.table("routes").add_column("scope", str, not_null_default="")
 
 
+def m005_add_request_overflow(db: sqlite_utils.Database) -> None:
+    # 1 where `auto` sent the request to a remote model because the local queue was too long
+    db.table("requests").add_column("overflow", int, not_null_default=0)
+
+
 MIGRATIONS: list[Migration] = [m001_create_requests, m002_create_routes_and_outcomes, m003_add_request_wait,
-                               m004_add_route_scope]
+                               m004_add_route_scope, m005_add_request_overflow]
 
 
 def migrate(db: sqlite_utils.Database, migrations: list[Migration] | None = None) -> list[str]:

@@ -234,11 +234,13 @@ class Memory:
             "order by created_at desc limit 1", [prompt_hash(text), since, scope]))
         return {"id": rows[0][0], "request_id": rows[0][1], "chosen": rows[0][2]} if rows else None
 
-    def spent_since(self, since: float, prices: dict[str, float]) -> float:
-        """Dollars spent on the given models since a time, from the recorded expected costs."""
+    def spent_since(self, since: float, prices: dict[str, float], scope: str | None = None) -> float:
+        """Dollars spent on the given models since a time, from the recorded expected costs;
+        `scope` counts only the routes of one API key's scope."""
         total = 0.0
+        where, params = ("and scope = ?", [scope]) if scope is not None else ("", [])
         for chosen, candidates in self.db.execute(
-                "select chosen, candidates from routes where created_at >= ?", [since]):
+                f"select chosen, candidates from routes where created_at >= ? {where}", [since, *params]):
             if chosen in prices:
                 for c in json.loads(candidates):
                     if c.get("model") == chosen:

@@ -36,6 +36,7 @@ class RequestRecord:
     total_ns: int = 0
     client: str = ""
     created_at: str = ""
+    overflow: bool = False  # `auto` sent it remote because the local model's queue was too long
 
     def finish(self, final: Final) -> None:
         self.done_reason = final.done_reason
@@ -75,13 +76,16 @@ class Recorder:
             "select requested_model from requests union select served_model from requests "
             "where served_model != '' order by 1")]
 
-    def served_over_time(self, since: float, bucket_s: int, asked: str = "") -> list[tuple[int, str, int]]:
-        """(bucket start in unix seconds, served model, requests) for requests answered since a
-        time, in buckets of `bucket_s`; `asked` keeps only requests for models named like it."""
+    def served_over_time(self, since: float, bucket_s: int,
+                         asked: str = "") -> list[tuple[int, str, int, int]]:
+        """(bucket start in unix seconds, served model, requests, of which overflowed) for
+        requests answered since a time, in buckets of `bucket_s`; `asked` keeps only requests for
+        models named like it."""
         where, params = self._where(since=since, status="ok", asked=asked)
-        return [(int(start), model, int(n)) for start, model, n in self.db.execute(
-            f"select unixepoch(created_at) / ? * ? as bucket, served_model, count(*) from requests "
-            f"{where} group by bucket, served_model order by bucket", [bucket_s, bucket_s, *params])]
+        return [(int(start), model, int(n), int(over)) for start, model, n, over in self.db.execute(
+            f"select unixepoch(created_at) / ? * ? as bucket, served_model, count(*), sum(overflow) "
+            f"from requests {where} group by bucket, served_model order by bucket",
+            [bucket_s, bucket_s, *params])]
 
     def errors_since(self, since: float) -> list[tuple[str, int, str]]:
         """(model, errors, the latest error's message) for requests that failed since a time."""

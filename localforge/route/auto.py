@@ -35,7 +35,7 @@ from localforge.memory.db import Database
 from localforge.memory.outcomes import Memory
 from localforge.profile.base import Profile
 from localforge.profile.profiler import Profiling
-from localforge.route import policies
+from localforge.route import overflow, policies
 from localforge.route.decision import Candidate, Decision
 from localforge.route.facts import routing_facts
 from localforge.route.router import Readiness, Router
@@ -145,13 +145,17 @@ class Routing:
             out.append(Candidate(entry.card.name, facts, entry))
         return out
 
-    def _spending(self, profile: Profile, candidates: list[Candidate]) -> policies.Spending:
-        if self.settings.daily_budget is None:
+    def _spending(self, profile: Profile, candidates: list[Candidate], request: Inference) -> policies.Spending:
+        """Today's remote spend against the server's cap and the request's key's, if any."""
+        if self.settings.daily_budget is None and request.daily_budget is None:
             return policies.Spending()
         remote = {c.model: 1.0 for c in candidates if c.facts.locality == "remote"}
-        spent = self.memory.spent_since(day_start(), remote)
+        spent = self.memory.spent_since(day_start(), remote) if self.settings.daily_budget is not None else 0.0
+        key_spent = (self.memory.spent_since(day_start(), remote, scope=request.scope)
+                     if request.daily_budget is not None else 0.0)
         tokens = self.settings.expected_output_tokens
-        return policies.Spending(spent, {c.model: c.facts.cost(profile.tokens, tokens) for c in candidates})
+        return policies.Spending(spent, {c.model: c.facts.cost(profile.tokens, tokens) for c in candidates},
+                                 key_spent, request.daily_budget)
 
     async def spent_today(self) -> float:
         """Dollars spent on remote models since midnight UTC, as the daily budget counts them."""
@@ -165,12 +169,15 @@ class Routing:
         self.router.preset(preset or None)  # an unknown preset fails before any work
         profile = await self.profiling.aprofile(request)
         candidates = await self.candidates(request.options)
-        spending = await anyio.to_thread.run_sync(self._spending, profile, candidates)
+        spending = await anyio.to_thread.run_sync(self._spending, profile, candidates, request)
         kept, removed = policies.apply(profile, candidates, self.settings, spending)
         if not kept:
             raise policies.nobody_left(removed)
         decision, context = self.router.decide(profile, kept, request.request_id, preset or None,
                                                removed, explore=not dry_run, scope=request.scope)
+        private = profile.sensitive and self.settings.private_stays_local
+        budget_s = self.router.preset(preset or None)[1].latency_budget_s
+        decision = overflow.settle(decision, kept, budget_s, overflow.priority(request.priority), private)
         routed = Routed(decision, {c.model: c.entry for c in kept}, profile, context)
         log.debug("route %s -> %s (%s; exploration %.3f, propensity %.3f; removed %s)",
                   request.request_id, decision.chosen, decision.reason, decision.exploration,

@@ -42,6 +42,7 @@ class Decision:
     explored: bool = False
     propensity: float = 1.0  # the probability that this policy chose `chosen`, for off-policy use
     reason: str = ""
+    overflow: bool = False  # sent remote because the chosen local model's queue was too long
 
     @property
     def order(self) -> list[str]:
@@ -50,6 +51,6 @@ class Decision:
 
     def as_dict(self) -> dict[str, Any]:
         return {"request_id": self.request_id, "preset": self.preset, "model": self.chosen,
-                "reason": self.reason, "explored": self.explored,
+                "reason": self.reason, "overflow": self.overflow, "explored": self.explored,
                 "exploration": round(self.exploration, 6), "propensity": round(self.propensity, 6),
                 "candidates": [s.as_dict() for s in self.scored], "removed": dict(self.removed)}

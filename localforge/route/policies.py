@@ -24,6 +24,8 @@ class Spending:
 
     spent_today: float = 0.0
     expected: dict[str, float] | None = None
+    key_spent_today: float = 0.0  # by the request's API key, where its key has a budget
+    key_budget: float | None = None
 
 
 Policy = Callable[[Profile, Candidate, RouterSettings, Spending], str | None]
@@ -71,12 +73,15 @@ def capabilities(profile: Profile, c: Candidate, s: RouterSettings, spending: Sp
 
 
 def spending_cap(profile: Profile, c: Candidate, s: RouterSettings, spending: Spending) -> str | None:
-    if s.daily_budget is None or c.facts.locality != "remote":
+    if c.facts.locality != "remote":
         return None
     cost = (spending.expected or {}).get(c.model, 0.0)
-    if spending.spent_today + cost > s.daily_budget:
+    if s.daily_budget is not None and spending.spent_today + cost > s.daily_budget:
         return (f"the daily spending cap of ${s.daily_budget:g} is reached "
                 f"(${spending.spent_today:.4f} spent today)")
+    if spending.key_budget is not None and spending.key_spent_today + cost > spending.key_budget:
+        return (f"this API key's daily spending cap of ${spending.key_budget:g} is reached "
+                f"(${spending.key_spent_today:.4f} spent today)")
     return None
 
 

@@ -57,6 +57,8 @@ class Readiness(Protocol):
 
     def queue_depth(self, name: str) -> int: ...
 
+    def expected_wait_s(self, name: str) -> float | None: ...
+
 
 class Latency:
     """The answers where there is no scheduler, as in the replay: everything resident, no queue."""
@@ -69,6 +71,9 @@ class Latency:
 
     def queue_depth(self, name: str) -> int:
         return 0
+
+    def expected_wait_s(self, name: str) -> float | None:
+        return 0.0
 
 
 class Router:
@@ -125,14 +130,25 @@ class Router:
                     sums[model][1] += weight
         return {m: (v[0], v[1]) for m, v in sums.items()}
 
+    def expected_wait(self, candidate: Candidate) -> float:
+        """Seconds before a local model starts on a request: the scheduler's expected wait for a
+        slot (its queue over its slots at the measured service time, and a load when it is not
+        ready), or a load when the scheduler has not seen it yet. A remote model: none."""
+        if candidate.facts.locality == "remote" or candidate.entry is None:
+            return 0.0
+        wait = self.latency.expected_wait_s(candidate.model)
+        if wait is not None:
+            return wait
+        if self.latency.is_resident(candidate.model):
+            return 0.0
+        return self.latency.expected_load_s(candidate.entry.card) or candidate.facts.load_s
+
     def expected_latency(self, candidate: Candidate, output_tokens: int) -> float:
         facts = candidate.facts
         seconds = output_tokens / max(facts.tokens_per_s, 1e-3)
         if facts.locality == "remote":
             return seconds + REMOTE_OVERHEAD_S
-        if candidate.entry is not None and not self.latency.is_resident(candidate.model):
-            seconds += self.latency.expected_load_s(candidate.entry.card) or facts.load_s
-        return seconds * (1 + self.latency.queue_depth(candidate.model))
+        return seconds + self.expected_wait(candidate)
 
     def score(self, profile: Profile, candidates: list[Candidate],
               context: np.ndarray, scope: str = "") -> list[Scored]:
@@ -153,6 +169,7 @@ class Router:
             parts = {"prior": prior, "linear": base - prior, "memory": quality - base,
                      "quality": quality, "uncertainty": spread,
                      "cost": c.facts.cost(profile.tokens, output_tokens),
+                     "wait_s": self.expected_wait(c),
                      "latency_s": self.expected_latency(c, output_tokens)}
             if self.scorers:
                 card = c.entry.card if c.entry is not None else ModelCard(

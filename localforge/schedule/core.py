@@ -91,6 +91,15 @@ class Configuration:
     def idle(self) -> bool:
         return self.state == "ready" and self.in_flight == 0
 
+    @property
+    def expected_wait_s(self) -> float:
+        """Seconds a request arriving now would wait for a slot: the requests ahead of it (those
+        queued, and those in flight beyond a free slot) served `parallel` at a time at the
+        measured service time, plus a load when the model is not ready."""
+        ahead = len(self.queue) + self.in_flight - self.parallel + 1
+        wait = max(ahead, 0) * self.expected_service_s / self.parallel
+        return wait if self.state == "ready" else wait + self.load_s
+
 
 @dataclass(slots=True, frozen=True)
 class StartAction:

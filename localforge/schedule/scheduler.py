@@ -186,6 +186,11 @@ class Scheduler:
     def queue_depth(self, model_name: str) -> int:
         return sum(len(c.queue) for c in self._configs(model_name))
 
+    def expected_wait_s(self, model_name: str) -> float | None:
+        """The shortest expected wait for a slot among the model's configurations; None when
+        the scheduler has not seen the model yet (its wait is then a load, if anything)."""
+        return min((c.expected_wait_s for c in self._configs(model_name)), default=None)
+
     # requests
     @asynccontextmanager
     async def slot(self, entry: Entry, options: dict[str, Any], keep_alive_s: float | None,

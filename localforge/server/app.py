@@ -111,7 +111,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> Li
                         *dashboard_page.ROUTES, *dashboard_api.ROUTES],
         middleware=[hosts.refuse_other_hosts(settings.host, settings.origins, settings.allowed_hosts),
                     origins.refuse_other_origins(settings.origins)],
-        guards=[require_key(settings.api_keys)] if settings.api_keys else [],
+        guards=[require_key([k.key for k in settings.keys])] if settings.api_keys else [],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]

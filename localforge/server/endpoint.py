@@ -17,7 +17,7 @@ from litestar.response import Stream
 
 from localforge.inference import Inference
 from localforge.server import body, disconnect, streams
-from localforge.server.services import Services, client_address, scope_of
+from localforge.server.services import Services, client_address, scope_of, standing_of
 
 if TYPE_CHECKING:
     from localforge.pipeline import Served
@@ -36,6 +36,7 @@ async def answer(request: Request, services: Services, path: str, kind: type[W],
     inference = convert(req, client_address(request))
     inference.until_disconnected = disconnect.watch(request)
     inference.scope = scope_of(request, services)
+    inference.priority, inference.daily_budget = standing_of(request, services)
     if inference.stream:
         return stream(req, inference, await streams.start(services, inference, path))
     served, done = await streams.whole(services, inference, path)

@@ -12,7 +12,7 @@ from localforge.inference import Inference, Message
 from localforge.route import auto
 from localforge.route.auto import Routing
 from localforge.server import body
-from localforge.server.services import Services, scope_of
+from localforge.server.services import Services, scope_of, standing_of
 
 
 class RouteMessage(msgspec.Struct):
@@ -62,6 +62,7 @@ async def route(request: Request, services: Services) -> dict[str, Any]:
         inference = Inference(model=req.model, kind="generate", prompt=req.prompt, system=req.system,
                               tools=req.tools)
     inference.scope = scope_of(request, services)  # the caller's own memory, as its requests get
+    inference.priority, inference.daily_budget = standing_of(request, services)
     routed = await _routing(services).route(inference, preset, dry_run=True)
     return auto.explain(routed)
 

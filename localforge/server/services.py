@@ -12,6 +12,7 @@ from localforge.backends.registry import Registry
 from localforge.config import Settings
 from localforge.memory.db import Database
 from localforge.pipeline import Pipeline
+from localforge.route import overflow
 from localforge.schedule.scheduler import Scheduler
 from localforge.server import auth
 from localforge.store.layout import ModelStore
@@ -42,3 +43,20 @@ def scope_of(request: Request, services: Services) -> str:
     of what another key asked. Without keys, one scope for all: the server has one user, and
     anyone who can reach it reads every request on the dashboard anyway."""
     return auth.key_scope(auth.presented_key(request)) if services.settings.api_keys else ""
+
+
+PRIORITY_HEADER = "x-localforge-priority"
+
+
+def standing_of(request: Request, services: Services) -> tuple[overflow.Priority, float | None]:
+    """A request's priority under load and its key's daily remote budget. Without api_keys the
+    `X-LocalForge-Priority` header decides (one user, who knows best); with them, the key's
+    priority is the most the header may ask for, so a batch key cannot jump the queue."""
+    asked = overflow.priority(request.headers.get(PRIORITY_HEADER))
+    if not services.settings.api_keys:
+        return asked, None
+    key = services.settings.key_settings(auth.presented_key(request))
+    if key is None:
+        return asked, None
+    ceiling = overflow.PRIORITIES.index(key.priority)
+    return overflow.PRIORITIES[max(ceiling, overflow.PRIORITIES.index(asked))], key.daily_budget

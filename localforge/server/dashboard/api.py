@@ -97,12 +97,15 @@ def shares(services: Services, now_s: float) -> tuple[int, list[wire.ShareBucket
     span = now_s - rows[0][0]
     size = next((b for b in BUCKETS if span / b < MAX_BUCKETS), SHARE_WINDOW_S // MAX_BUCKETS)
     counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for start, model, n in rows:
-        counts[start // size * size][model] += n
+    overflow: dict[int, int] = defaultdict(int)
+    for start, model, n, over in rows:  # an overflow is its own share, not its model's
+        counts[start // size * size][model] += n - over
+        overflow[start // size * size] += over
     last = int(now_s) // size * size
     first = min(min(counts), last - (MIN_BUCKETS - 1) * size)
-    buckets = [wire.ShareBucket(_iso(b), dict(counts.get(b, {}))) for b in range(first, last + size, size)]
-    return size, buckets, sorted({m for _, m, _ in rows})
+    buckets = [wire.ShareBucket(_iso(b), {m: n for m, n in counts.get(b, {}).items() if n}, overflow.get(b, 0))
+               for b in range(first, last + size, size)]
+    return size, buckets, sorted({m for _, m, n, over in rows if n > over})
 
 
 def saving(services: Services) -> wire.Saving:

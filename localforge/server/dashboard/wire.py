@@ -91,7 +91,8 @@ class RequestDetail(msgspec.Struct):
 
 class ShareBucket(msgspec.Struct):
     start: str
-    counts: dict[str, int]  # served model -> requests
+    counts: dict[str, int]  # served model -> requests, those that overflowed left out
+    overflow: int = 0  # sent to a remote model because the local queue was too long
 
 
 class Saving(msgspec.Struct):

@@ -391,8 +391,8 @@ function routeCards(r, route) {
       class: "meter-part", style: `width:${(100 * Math.max(0, c.score)) / top}%;background:${colour(c.model)}`,
     })),
     h("dl", { class: "parts" }, Object.entries(c.parts).map(([k, v]) => h("div", { class: "part" },
-      h("dt", {}, k === "latency_s" ? "latency" : k.replace(/_/g, " ")),
-      h("dd", {}, k === "cost" ? fmt.money(v) : k === "latency_s" ? `${fmt.num(v, 2)} s` : fmt.num(v, 4)))),
+      h("dt", {}, k === "latency_s" ? "latency" : k === "wait_s" ? "wait" : k.replace(/_/g, " ")),
+      h("dd", {}, k === "cost" ? fmt.money(v) : k.endsWith("_s") ? `${fmt.num(v, 2)} s` : fmt.num(v, 4)))),
     h("div", { class: "part" }, h("dt", {}, "evidence"), h("dd", {}, fmt.num(c.evidence, 2))))))));
   const outcomes = h("div", { class: "card" }, h("h2", {}, "Outcome"),
     route.outcomes.length ? h("ul", { class: "outcomes" }, route.outcomes.map((o) => h("li", { class: "outcome" },
@@ -452,19 +452,25 @@ RENDER.routing = (data) => {
 
 function shareChart(data) {
   if (!data.buckets.length) return empty("No request to auto in the last day.");
-  const most = Math.max(...data.buckets.map((b) => Object.values(b.counts).reduce((a, n) => a + n, 0)), 1);
+  // an overflow (sent remote because the local queue was too long) is its own share
+  const inBucket = (b) => Object.values(b.counts).reduce((a, n) => a + n, 0) + (b.overflow || 0);
+  const most = Math.max(...data.buckets.map(inBucket), 1);
   const every = Math.ceil(data.buckets.length / 6);
+  const all = data.buckets.reduce((a, b) => a + inBucket(b), 0);
+  const overflowed = data.buckets.reduce((a, b) => a + (b.overflow || 0), 0);
+  const share = (total) => h("span", { class: "muted" }, `${fmt.pct(total / all)} (${total})`);
   const legend = h("ul", { class: "legend" }, data.models.map((m) => {
     const total = data.buckets.reduce((a, b) => a + (b.counts[m] || 0), 0);
-    const all = data.buckets.reduce((a, b) => a + Object.values(b.counts).reduce((x, n) => x + n, 0), 0);
-    return h("li", {}, h("span", { class: "dot", style: `background:${colour(m)}` }), `${m} `,
-      h("span", { class: "muted" }, `${fmt.pct(total / all)} (${total})`));
-  }));
+    return h("li", {}, h("span", { class: "dot", style: `background:${colour(m)}` }), `${m} `, share(total));
+  }), h("li", { class: "overflow-share", title: "Sent to a remote model because the local model's queue was over the preset's latency budget" },
+    h("span", { class: "dot overflow" }), "overflow to remote ", share(overflowed)));
   const bars = h("div", { class: "bars", role: "img", "aria-label": "Requests per model over time" },
     data.buckets.map((b, i) => {
-      const total = Object.values(b.counts).reduce((a, n) => a + n, 0);
-      return h("div", { class: "bar-col", title: `${fmt.clock(b.start)}: ${total} request${total === 1 ? "" : "s"}` },
+      const total = inBucket(b);
+      const over = b.overflow ? ` (${b.overflow} overflowed)` : "";
+      return h("div", { class: "bar-col", title: `${fmt.clock(b.start)}: ${total} request${total === 1 ? "" : "s"}${over}` },
         h("div", { class: "bar-stack", style: `height:${(100 * total) / most}%` },
+          b.overflow ? h("span", { class: "overflow", style: `flex:${b.overflow}` }) : null,
           data.models.filter((m) => b.counts[m]).map((m) => h("span", {
             style: `flex:${b.counts[m]};background:${colour(m)}`,
           }))),
