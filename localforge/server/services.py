@@ -52,11 +52,12 @@ def standing_of(request: Request, services: Services) -> tuple[overflow.Priority
     """A request's priority under load and its key's daily remote budget. Without api_keys the
     `X-LocalForge-Priority` header decides (one user, who knows best); with them, the key's
     priority is the most the header may ask for, so a batch key cannot jump the queue."""
-    asked = overflow.priority(request.headers.get(PRIORITY_HEADER))
-    if not services.settings.api_keys:
-        return asked, None
-    key = services.settings.key_settings(auth.presented_key(request))
+    header = request.headers.get(PRIORITY_HEADER)
+    asked = overflow.priority(header)
+    key = services.settings.key_settings(auth.presented_key(request)) if services.settings.api_keys else None
     if key is None:
         return asked, None
-    ceiling = overflow.PRIORITIES.index(key.priority)
-    return overflow.PRIORITIES[max(ceiling, overflow.PRIORITIES.index(asked))], key.daily_budget
+    if header is None:
+        return key.priority, key.daily_budget
+    lowest = max(overflow.PRIORITIES.index(key.priority), overflow.PRIORITIES.index(asked))
+    return overflow.PRIORITIES[lowest], key.daily_budget
