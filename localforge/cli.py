@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     from localforge.bench import throughput as bench_throughput
 
     bench_throughput.add_parser(benchmarks)
+    from localforge.bench import overflow as bench_overflow
+
+    bench_overflow.add_parser(benchmarks)
     return parser
 
 

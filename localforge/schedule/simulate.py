@@ -1,7 +1,10 @@
 """Drive a scheduling policy with a fake clock: arrivals, loads and generations take the times the
 trace says, and every decision is the policy's own (the same `decide` the server runs).
 
-Used by `localforge bench scheduler --simulate` and by the property tests.
+A `divert` function may send an arrival elsewhere (a remote model) instead of the queue: it is
+asked at the moment of arrival, with the policy's state then, and says how long the remote
+answer takes. Used by `localforge bench scheduler --simulate`, `localforge bench overflow` and
+by the property tests.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +40,8 @@ class Arrival:
     model: str
     service_s: float  # with every layer on the GPU: a partial placement takes longer
     keep_alive_s: float | None = None
+    priority: str = "normal"  # high | normal | low, as a request's API key or header says
+    sensitive: bool = False  # the sensitivity profiler would flag its prompt
 
 
 @dataclass(slots=True)
@@ -44,6 +50,12 @@ class SimRequest:
     started: float | None = None
     finished: float | None = None
     error: str = ""
+    remote: bool = False  # a `divert` sent it to a remote model
+
+    @property
+    def latency_s(self) -> float:
+        """From arrival to the whole answer."""
+        return (self.finished if self.finished is not None else math.nan) - self.arrival.at
 
     @property
     def wait_s(self) -> float:
@@ -66,8 +78,12 @@ class Run:
         return [o for o in self.outcomes if o.finished is not None]
 
 
+# an arrival, the policy and the time -> seconds a remote model takes to answer it, or None: queue
+Divert = Callable[[Arrival, Core, float], float | None]
+
+
 def simulate(policy: Core, models: dict[str, SimModel], trace: list[Arrival],
-             unload_s: float = 0.0, max_steps: int = 1_000_000) -> Run:
+             unload_s: float = 0.0, max_steps: int = 1_000_000, divert: Divert | None = None) -> Run:
     """Replay `trace` through `policy`; every request ends served or with an error."""
     for model in models.values():
         policy.register(model.name, model.name, model.footprint, model.load_s)
@@ -85,6 +101,11 @@ def simulate(policy: Core, models: dict[str, SimModel], trace: list[Arrival],
         now = max(now, when)
         while events and events[0][0] <= now:
             _, _, kind, data = heapq.heappop(events)
+            if kind == "arrive" and divert is not None \
+                    and (remote_s := divert(run.outcomes[data].arrival, policy, now)) is not None:
+                run.outcomes[data].started, run.outcomes[data].remote = now, True
+                heapq.heappush(events, (now + remote_s, next(seq), "answered", data))
+                continue
             _apply(policy, models, run, kind, data, now)
         for action in policy.decide(now):
             if isinstance(action, StartAction):
@@ -120,6 +141,8 @@ def _apply(policy: Core, models: dict[str, SimModel], run: Run, kind: str, data:
             run.outcomes[data].error = exc.message
     elif kind == "finish":
         policy.finish(data, now)
+        run.outcomes[data].finished = now
+    elif kind == "answered":  # by a remote model
         run.outcomes[data].finished = now
     elif kind == "loaded":
         key, gpu_layers = data
