@@ -8,6 +8,7 @@ on their priority, their privacy and their API key's budget, and it says so in
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ OPEN, BATCH, BROKE, VIP = "sk-open", "sk-batch", "sk-broke", "sk-vip"
 CHAT = "Hi there! How are you doing today?"
 SECRET = "My card is 4111 1111 1111 1111; remind me what it is."
 QUICK = {"num_predict": 4, "temperature": 0}
+CHROMIUM = "/usr/bin/chromium"
 
 
 def config(upstream: Upstream) -> str:
@@ -135,6 +137,12 @@ class Holder:
         self.thread.join(60)
 
 
+def queued_for(server: RunningServer, model: str) -> float:
+    text = httpx.get(server.url + "/metrics", headers=headers(OPEN)).text
+    found = re.search(rf'^localforge_queue_depth{{model="{re.escape(model)}"}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def until(check: Any, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -142,7 +150,7 @@ def until(check: Any, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-def test_overflow_by_priority_privacy_and_budget(server: RunningServer) -> None:
+def test_overflow_by_priority_privacy_and_budget(server: RunningServer, tmp_path: Path) -> None:
     for model in ("slow", "alpha"):  # both resident: a wait of a load is a wait too
         warm = httpx.post(server.url + "/api/generate", headers=headers(OPEN), timeout=120,
                           json={"model": model, "prompt": "hi", "stream": False, "options": QUICK})
@@ -177,6 +185,7 @@ def test_overflow_by_priority_privacy_and_budget(server: RunningServer) -> None:
         answers: list[httpx.Response] = []
         waiting = threading.Thread(target=lambda: answers.append(chat(server, VIP, text=SECRET)))
         waiting.start()
+        until(lambda: queued_for(server, LOCAL) == 1)  # routed, and in the queue: now let go
     waiting.join(120)
     [queued] = answers
     assert queued.headers["X-LocalForge-Model"] == LOCAL
@@ -190,6 +199,25 @@ def test_overflow_by_priority_privacy_and_budget(server: RunningServer) -> None:
     assert sum(b["overflow"] for b in routing["buckets"]) == 1
     served_by = {m: sum(b["counts"].get(m, 0) for b in routing["buckets"]) for m in routing["models"]}
     assert served_by == {LOCAL: 2}
+    look_at_the_routing_view(server, tmp_path)
+
+
+def look_at_the_routing_view(server: RunningServer, shots: Path) -> None:
+    """As a person sees it: the overflow has its own entry in the legend and its own stripe."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium: apt-get install -y chromium")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1366, "height": 860})
+        page.goto(server.url + "/ui#routing")
+        page.fill("#key-input", OPEN)
+        page.click("#key-form button")
+        share = page.locator("li.overflow-share")
+        sync_api.expect(share).to_contain_text("overflow to remote 33% (1)")
+        sync_api.expect(page.locator(".bar-stack span.overflow")).to_have_count(1)
+        page.screenshot(path=str(shots / "routing-overflow.png"), full_page=True)
+        browser.close()
 
 
 def test_a_bad_priority_is_a_clear_error_in_each_api(server: RunningServer) -> None:

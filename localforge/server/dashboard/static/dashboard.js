@@ -74,7 +74,9 @@ const fmt = {
   },
   money(x) {
     if (!x) return "$0";
-    return x < 0.01 ? `$${x.toFixed(4)}` : `$${x.toFixed(2)}`;
+    const sign = x < 0 ? "−" : "";
+    const abs = Math.abs(x);
+    return abs < 0.01 ? `${sign}$${abs.toFixed(4)}` : `${sign}$${abs.toFixed(2)}`;
   },
   num(x, digits = 3) {
     return Number(x).toFixed(digits).replace(/\.?0+$/, "") || "0";
