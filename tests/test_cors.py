@@ -11,9 +11,10 @@ import pytest
 def test_allowed_origins_get_cors_headers(http: httpx.Client, origin: str) -> None:
     response = http.options("/api/chat", headers={
         "Origin": origin, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type,authorization"})
+        "Access-Control-Request-Headers": "content-type,authorization,x-localforge-priority"})
     assert response.status_code in (200, 204)
     assert response.headers["access-control-allow-origin"] == origin
+    assert "x-localforge-priority" in response.headers["access-control-allow-headers"].lower()
 
 
 def test_other_origins_are_not_allowed(http: httpx.Client) -> None:

@@ -41,7 +41,7 @@ from localforge.store.layout import ModelStore
 
 log = logging.getLogger(__name__)
 
-CORS_HEADERS = ["Authorization", "Content-Type", "User-Agent", "Accept", "X-Requested-With",
+CORS_HEADERS = ["Authorization", "Content-Type", "User-Agent", "Accept", "X-Requested-With", "X-LocalForge-Priority",
                 "OpenAI-Beta", "x-stainless-arch", "x-stainless-async", "x-stainless-custom-poll-interval",
                 "x-stainless-helper-method", "x-stainless-lang", "x-stainless-os",
                 "x-stainless-package-version", "x-stainless-poll-helper", "x-stainless-retry-count",
