@@ -2,7 +2,7 @@
 
 It answers exactly the requests LocalForge makes of the real Hub: `GET /api/models/{o}/{r}/tree/main`
 lists files with `lfs.oid` (the sha256), and `GET /{o}/{r}/resolve/main/{file}` redirects to a
-CDN-like URL that serves the bytes, honouring `Range: bytes=N-`. As the Ollama registry it serves
+CDN-like URL that serves the bytes, honouring `Range: bytes=N-` and `bytes=N-M`. As the Ollama registry it serves
 `GET /v2/{ns}/{name}/manifests/{tag}` (Docker manifest v2 with Ollama's layer media types) and
 `GET /v2/{ns}/{name}/blobs/sha256:{hex}`, redirecting to the same CDN. A test can make the next
 download of a file drop the connection after some bytes, or serve bytes that do not match the
@@ -157,13 +157,15 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
             name, file = found
             wanted = self.headers.get("Range")
             hub.downloads.append((name, wanted))
-            start = 0
-            if wanted and (m := re.fullmatch(r"bytes=(\d+)-", wanted)):
+            start, end = 0, len(file.data)
+            if wanted and (m := re.fullmatch(r"bytes=(\d+)-(\d*)", wanted)):
                 start = int(m.group(1))
-            body = file.data[start:]
-            self.send_response(206 if start else 200)
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(file.data) - 1}/{len(file.data)}")
+                end = min(end, int(m.group(2)) + 1) if m.group(2) else end
+            body = file.data[start:end]
+            partial = wanted is not None and (start, end) != (0, len(file.data))
+            self.send_response(206 if partial else 200)
+            if partial:
+                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(file.data)}")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Content-Type", "application/octet-stream")
             self.end_headers()
