@@ -52,7 +52,7 @@ def list_files(args: argparse.Namespace) -> int:
     one a pull of the name takes is marked, and the line after the table says why."""
     found = client.call(args, "POST", "/api/pull/files", {"model": args.model}, timeout=120)
     pools = (f"{size(found['vram'])} of VRAM + {size(found['ram'])} of RAM" if found["vram"]
-             else f"no GPU, {size(found['ram'])} of RAM")
+             else f"{size(found['ram'])} of RAM (no GPU)")
     print(f"{found['model']}: {pools}, context {found['num_ctx']}")
     rows = [["", "FILE", "SIZE", "FITS"]]
     for f in sorted(found["files"], key=lambda f: (f["size"], f["path"])):

@@ -66,7 +66,7 @@ class Machine:
 
     def describe(self) -> str:
         ram = f"{shown(self.pools.ram)} of RAM"
-        return f"{shown(self.pools.vram)} of VRAM + {ram}" if self.gpu else f"no GPU, {ram}"
+        return f"{shown(self.pools.vram)} of VRAM + {ram}" if self.gpu else f"{ram} (no GPU)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,18 +140,19 @@ def fit(header: Header, quant: str, size: int, machine: Machine) -> Fit:
     return Fit(quant, size, weights, context, layers, shape.max_layers, machine.gpu)
 
 
-def reason(chosen: Fit, machine: Machine, why: str = "") -> str:
+def reason(chosen: Fit, machine: Machine, why: str = "", named: bool = False) -> str:
     """The line a pull prints about a file: what it needs, and where that goes."""
     vram, ram = shown(machine.pools.vram), shown(machine.pools.ram)
+    quant = f"{chosen.quant} (as named)" if named else chosen.quant
     if chosen.where == "GPU":
-        line = f"{chosen.quant}: {chosen.need} fits {vram} of VRAM"
+        line = f"{quant}: {chosen.need} fits {vram} of VRAM"
     elif chosen.where == "GPU+CPU":
-        line = (f"{chosen.quant}: {chosen.need} does not fit {vram} of VRAM; {chosen.share}% of "
+        line = (f"{quant}: {chosen.need} does not fit {vram} of VRAM; {chosen.share}% of "
                 f"its layers run on the GPU, the rest on the CPU ({ram} of RAM)")
     elif chosen.where == "CPU":
-        line = f"{chosen.quant}: {chosen.need} fits {ram} of RAM" + ("" if machine.gpu else " (no GPU)")
+        line = f"{quant}: {chosen.need} fits {ram} of RAM" + ("" if machine.gpu else " (no GPU)")
     else:
-        line = f"{chosen.quant}: {chosen.need} is more than {machine.describe()}"
+        line = f"{quant}: {chosen.need} is more than {machine.describe()}"
     return line + (f"; {why}" if why else "")
 
 

@@ -225,9 +225,9 @@ async def plan(client: httpx.AsyncClient, store: ModelStore, endpoint: str, name
     fits = [None if f.split else fit(header, f.quant, f.size, machine) for f in files]
     if named is not None:
         own = fit(header, named.quant, named.size, machine)
-        line = reason(own, machine, "as named")
+        line = reason(own, machine, named=True)
         if own.where == "too big":
-            line = f"warning: {line}: it will not load until memory is freed or the budgets are raised"
+            line = f"warning: {line}; it will not load until memory is freed or the budgets are raised"
     else:
         candidates = [(file, f) for file, f in zip(files, fits, strict=True) if f is not None]
         index, line = pick([f for _, f in candidates], machine)
