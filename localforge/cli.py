@@ -16,16 +16,12 @@ from localforge.config import DEFAULT_PORT
 from localforge.console import show
 from localforge.console.client import HOST_HELP
 from localforge.console.client import call as _call
-from localforge.console.progress import size
+from localforge.console.show import table
 from localforge.errors import LocalForgeError
+from localforge.resources.budget import size
 from localforge.resources.placement import Pools, processor
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("    ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -48,7 +44,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     models = _call(args, "GET", "/api/tags")["models"]
     rows = [["NAME", "ID", "SIZE", "MODIFIED"]]
     rows += [[m["name"], m["digest"][:12], size(m["size"]), m["modified_at"][:19]] for m in models]
-    print(_table(rows))
+    print(table(rows))
     return 0
 
 
@@ -59,7 +55,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         where = processor(Pools(m["size_vram"], max(0, m["size"] - m["size_vram"])))
         rows.append([m["name"], m["digest"][:12], size(m["size"]), where,
                      str(m["context_length"]), m["expires_at"][:19]])
-    print(_table(rows))
+    print(table(rows))
     return 0
 
 
@@ -96,7 +92,7 @@ def cmd_route(args: argparse.Namespace) -> int:
         rows.append([c["model"], f"{c['score']:.3f}", f"{p['quality']:.3f}", f"{p['prior']:.3f}",
                      f"{p['linear']:+.3f}", f"{p['memory']:+.3f}", f"{p['cost']:.5f}",
                      f"{p['cost_term']:+.3f}", f"{p['latency_term']:+.3f}"])
-    print(_table(rows))
+    print(table(rows))
     return 0
 
 

@@ -2,11 +2,12 @@
 
 It answers exactly the requests LocalForge makes of the real Hub: `GET /api/models/{o}/{r}/tree/main`
 lists files with `lfs.oid` (the sha256), and `GET /{o}/{r}/resolve/main/{file}` redirects to a
-CDN-like URL that serves the bytes, honouring `Range: bytes=N-`. As the Ollama registry it serves
-`GET /v2/{ns}/{name}/manifests/{tag}` (Docker manifest v2 with Ollama's layer media types) and
-`GET /v2/{ns}/{name}/blobs/sha256:{hex}`, redirecting to the same CDN. A test can make the next
-download of a file drop the connection after some bytes, or serve bytes that do not match the
-sha256; `tokens` makes a repository answer 401 unless its bearer token is sent.
+CDN-like URL that serves the bytes, honouring `Range: bytes=N-` and `bytes=N-M`. As the Ollama
+registry it serves `GET /v2/{ns}/{name}/manifests/{tag}` (Docker manifest v2 with Ollama's layer
+media types) and `GET /v2/{ns}/{name}/blobs/sha256:{hex}`, redirecting to the same CDN. A test
+can make the next download of a file drop the connection after some bytes, or serve bytes that do
+not match the sha256; `tokens` makes a repository answer 401 unless its bearer token is sent;
+`no_ranges` makes a file's bounded Range requests (`bytes=N-M`, a header read) fail, as a CDN might.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class HubFile:
 @dataclass
 class Hub:
     repos: dict[str, dict[str, HubFile]] = field(default_factory=dict)
-    # file path -> bytes to send before dropping the connection, for the next download only
+    # file path -> bytes to send before dropping the connection, for the next download only (a
+    # bounded Range request, `bytes=N-M`, reads a header: no download)
     drop_after: dict[str, int] = field(default_factory=dict)
     downloads: list[tuple[str, str | None]] = field(default_factory=list)  # (file, Range header)
     # the registry: "ns/name:tag" -> layers as (media type suffix, bytes, advertised sha256)
@@ -38,6 +40,7 @@ class Hub:
     tokens: dict[str, str] = field(default_factory=dict)  # gated repo -> the token it wants
     pace: dict[str, float] = field(default_factory=dict)  # file -> seconds to wait per 64 KiB sent
     authorizations: list[str | None] = field(default_factory=list)  # what each request sent
+    no_ranges: set[str] = field(default_factory=set)  # files whose `bytes=N-M` requests get a 500
     url: str = ""
     server: ThreadingHTTPServer | None = None
 
@@ -157,17 +160,22 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
             name, file = found
             wanted = self.headers.get("Range")
             hub.downloads.append((name, wanted))
-            start = 0
-            if wanted and (m := re.fullmatch(r"bytes=(\d+)-", wanted)):
+            bounded = bool(wanted and re.fullmatch(r"bytes=\d+-\d+", wanted))
+            if bounded and name in hub.no_ranges:
+                return self._json(500, {"error": "range requests are failing"})
+            start, end = 0, len(file.data)
+            if wanted and (m := re.fullmatch(r"bytes=(\d+)-(\d*)", wanted)):
                 start = int(m.group(1))
-            body = file.data[start:]
-            self.send_response(206 if start else 200)
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(file.data) - 1}/{len(file.data)}")
+                end = min(end, int(m.group(2)) + 1) if m.group(2) else end
+            body = file.data[start:end]
+            partial = wanted is not None and (start, end) != (0, len(file.data))
+            self.send_response(206 if partial else 200)
+            if partial:
+                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(file.data)}")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Content-Type", "application/octet-stream")
             self.end_headers()
-            cut = hub.drop_after.pop(name, None)
+            cut = None if bounded else hub.drop_after.pop(name, None)
             if cut is not None:
                 self.wfile.write(body[:cut])
                 self.wfile.flush()

@@ -48,6 +48,7 @@ def test_a_key_guards_every_endpoint_but_the_liveness_ones(guarded: RunningServe
         assert denied.value.status_code == 401
     for method, path in [("GET", "/api/tags"), ("GET", "/api/ps"), ("POST", "/api/show"),
                          ("POST", "/api/chat"), ("DELETE", "/api/delete"), ("POST", "/api/pull"),
+                         ("POST", "/api/pull/files"),
                          ("GET", "/metrics"), ("POST", "/api/route"), ("POST", "/api/feedback")]:
         response = httpx.request(method, url + path, json={"model": "tiny"})
         assert response.status_code == 401, path

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from gguf import GGUFWriter, TokenType
+from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType, TokenType, quants
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
@@ -35,13 +35,28 @@ def _vocab(specials: list[str], extra: int = 0) -> tuple[list[str], list[float],
     return tokens, scores, [int(t) for t in types]
 
 
+# the weight types `quant` may name, and the file type each makes the model
+QUANTS = {"F32": (GGMLQuantizationType.F32, LlamaFileType.ALL_F32),
+          "F16": (GGMLQuantizationType.F16, LlamaFileType.MOSTLY_F16),
+          "Q8_0": (GGMLQuantizationType.Q8_0, LlamaFileType.MOSTLY_Q8_0),
+          "Q6_K": (GGMLQuantizationType.Q6_K, LlamaFileType.MOSTLY_Q6_K),
+          "Q4_K": (GGMLQuantizationType.Q4_K, LlamaFileType.MOSTLY_Q4_K_M),
+          "Q4_0": (GGMLQuantizationType.Q4_0, LlamaFileType.MOSTLY_Q4_0)}
+
+
 def write_tiny_llama(path: Path, *, chat_template: str | None = CHATML, seed: int = 0,
                      n_embd: int = 32, n_layers: int = 1, context_length: int = 2048,
-                     fim: bool = False, name: str = "tiny-llama", extra_vocab: int = 0) -> Path:
+                     fim: bool = False, name: str = "tiny-llama", extra_vocab: int = 0,
+                     quant: str = "F32") -> Path:
     """Write a random-weight llama-architecture GGUF (about 100 KB) and return its path.
 
     `extra_vocab` adds plain word tokens; with thousands of them the end-of-text token becomes
-    rare, so a greedy answer runs to num_predict (tests that need a request to take a while)."""
+    rare, so a greedy answer runs to num_predict (tests that need a request to take a while).
+    `quant` stores the weight matrices as one of `QUANTS` (the norms stay F32): the same model in
+    several sizes, as a repository's quantizations are. The gguf package cannot quantize to the K
+    quants, so those blocks are zeros (a model whose matrices are all 0); they need `n_embd` a
+    multiple of 256."""
+    weight_type, file_type = QUANTS[quant]
     rng = np.random.default_rng(seed)
     specials = ["<|im_start|>", "<|im_end|>"] + (["<fim_prefix>", "<fim_suffix>", "<fim_middle>"] if fim else [])
     tokens, scores, types = _vocab(specials, extra_vocab)
@@ -56,7 +71,7 @@ def write_tiny_llama(path: Path, *, chat_template: str | None = CHATML, seed: in
     writer.add_head_count_kv(n_head)
     writer.add_rope_dimension_count(n_embd // n_head)
     writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_file_type(0)  # all F32
+    writer.add_file_type(file_type)
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)
@@ -68,20 +83,27 @@ def write_tiny_llama(path: Path, *, chat_template: str | None = CHATML, seed: in
     if chat_template:
         writer.add_chat_template(chat_template)
 
-    def weight(*shape: int) -> np.ndarray:
-        return (rng.standard_normal(shape) * 0.5).astype(np.float32)
+    def weight(name: str, *shape: int) -> None:
+        values = (rng.standard_normal(shape) * 0.5).astype(np.float32)
+        if weight_type == GGMLQuantizationType.F32:
+            writer.add_tensor(name, values)
+        elif quant.endswith("_K"):
+            blocks = np.zeros(quants.quant_shape_to_byte_shape(shape, weight_type), dtype=np.uint8)
+            writer.add_tensor(name, blocks, raw_dtype=weight_type)
+        else:
+            writer.add_tensor(name, quants.quantize(values, weight_type), raw_dtype=weight_type)
 
-    writer.add_tensor("token_embd.weight", weight(n_vocab, n_embd))
+    weight("token_embd.weight", n_vocab, n_embd)
     writer.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
-    writer.add_tensor("output.weight", weight(n_vocab, n_embd))
+    weight("output.weight", n_vocab, n_embd)
     for i in range(n_layers):
         writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
         for part in ("q", "k", "v", "output"):
-            writer.add_tensor(f"blk.{i}.attn_{part}.weight", weight(n_embd, n_embd))
+            weight(f"blk.{i}.attn_{part}.weight", n_embd, n_embd)
         writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
-        writer.add_tensor(f"blk.{i}.ffn_gate.weight", weight(n_ff, n_embd))
-        writer.add_tensor(f"blk.{i}.ffn_up.weight", weight(n_ff, n_embd))
-        writer.add_tensor(f"blk.{i}.ffn_down.weight", weight(n_embd, n_ff))
+        weight(f"blk.{i}.ffn_gate.weight", n_ff, n_embd)
+        weight(f"blk.{i}.ffn_up.weight", n_ff, n_embd)
+        weight(f"blk.{i}.ffn_down.weight", n_embd, n_ff)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

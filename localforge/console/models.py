@@ -14,7 +14,9 @@ from localforge import modelfile, names
 from localforge.console import client
 from localforge.console.client import HOST_HELP, Failed
 from localforge.console.progress import Progress
+from localforge.console.show import table
 from localforge.errors import BadRequest
+from localforge.resources.budget import size
 from localforge.store.create import looks_like_path
 
 CHUNK = 1 << 20
@@ -39,7 +41,24 @@ def pull(args: argparse.Namespace, model: str) -> None:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
+    if args.list:
+        return list_files(args)
     pull(args, args.model)
+    return 0
+
+
+def list_files(args: argparse.Namespace) -> int:
+    """The repository's GGUF files, smallest first, with where each would run on the server; the
+    one a pull of the name takes is marked, and the line after the table says why."""
+    found = client.call(args, "POST", "/api/pull/files", {"model": args.model}, timeout=120)
+    pools = (f"{size(found['vram'])} of VRAM + {size(found['ram'])} of RAM" if found["vram"]
+             else f"{size(found['ram'])} of RAM (no GPU)")
+    print(f"{found['model']}: {pools}, context {found['num_ctx']}")
+    rows = [["", "FILE", "SIZE", "FITS"]]
+    for f in sorted(found["files"], key=lambda f: (f["size"], f["path"])):
+        rows.append(["*" if f["chosen"] else "", f["path"], size(f["size"]), f["fits"]])
+    print(table(rows))
+    print(f"* {found['reason']}")
     return 0
 
 
@@ -144,8 +163,15 @@ def add_parsers(sub: Any) -> None:
     p = command("pull", cmd_pull, "pull a model from the Ollama library or Hugging Face",
                 "Pull a model onto the server: NAME[:TAG] or NAMESPACE/NAME[:TAG] from the Ollama "
                 "library (the server's `registry` setting), or hf.co/OWNER/REPO[:QUANT] from Hugging "
-                "Face. Shows a progress bar per layer; an interrupted pull resumes where it stopped.")
+                "Face. Without a QUANT, the largest file that fits the server's GPU is taken (else "
+                "the best that runs partly on the GPU, or without a GPU Q4_K_M), and the line after "
+                "`pulling manifest` says which and why; a QUANT is always honoured. Shows a "
+                "progress bar per layer; an interrupted pull resumes where it stopped.")
     p.add_argument("model", help="e.g. llama3.2, qwen2.5:7b, hf.co/bartowski/SmolLM2-135M-Instruct-GGUF")
+    p.add_argument("--list", action="store_true",
+                   help="list a Hugging Face repository's GGUF files, their sizes and whether each "
+                   "fits the server's GPU (GPU), partly (GPU+CPU 63%%: that share of layers on the "
+                   "GPU), the CPU alone, or not at all (too big); download nothing")
     p = command("rm", cmd_rm, "remove models", "Remove one or more models from the server's store.")
     p.add_argument("models", nargs="+", metavar="MODEL", help="model names")
     p = command("cp", cmd_cp, "copy a model", "Copy a model under a new name.")

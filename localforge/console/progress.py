@@ -14,16 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from localforge.resources.budget import size
+
 BAR_WIDTH = 25
 REDRAW_EVERY_S = 0.1
-
-
-def size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
 
 
 def duration(seconds: float) -> str:

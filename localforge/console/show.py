@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 
+def table(rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell, four spaces apart, as `ollama list` prints them."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("    ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
 def describe(info: dict[str, Any]) -> str:
     details, model_info = info.get("details") or {}, info.get("model_info") or {}
     arch = model_info.get("general.architecture", details.get("family", ""))

@@ -91,6 +91,19 @@ class TensorBytes:
     repack: tuple[int, ...] = ()  # each layer's copy in llama.cpp's AMX buffer (beside the mapped file)
     output_repack: int = 0  # the output projection's AMX copy (of the input embeddings if tied)
 
+    @property
+    def total(self) -> int:
+        """Every weight's bytes once (a tied output shares the input embeddings')."""
+        return sum(self.layers) + self.input + self.output_cpu
+
+    def scaled(self, factor: float) -> TensorBytes:
+        """The same model at another quantization, `factor` times the bytes, spread alike."""
+        def times(n: int) -> int:
+            return round(n * factor)
+
+        return TensorBytes(tuple(map(times, self.layers)), times(self.input), times(self.output),
+                           times(self.output_cpu), tuple(map(times, self.repack)), times(self.output_repack))
+
 
 def tensor_nbytes(dims: list[int], ggml_type: int) -> int:
     block, size = GGML_QUANT_SIZES.get(GGMLQuantizationType(ggml_type), (1, 4))
@@ -154,21 +167,32 @@ _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<
 _STRING, _ARRAY = 8, 9
 
 
-class _Cursor:
-    """Reads GGUF's little-endian header straight from a memory map: the gguf package's reader
-    takes seconds on a 262k-token vocabulary, this takes milliseconds."""
+class Truncated(EOFError):
+    """The bytes end before the header does: a partial read of a file needs more of it."""
 
-    def __init__(self, buffer: mmap.mmap) -> None:
+
+class _Cursor:
+    """Reads GGUF's little-endian header straight from a memory map (or the first bytes of a
+    file): the gguf package's reader takes seconds on a 262k-token vocabulary, this takes
+    milliseconds."""
+
+    def __init__(self, buffer: mmap.mmap | bytes) -> None:
         self.buf = buffer
         self.pos = 0
 
+    def _need(self, n: int) -> None:
+        if self.pos + n > len(self.buf):
+            raise Truncated(f"the header goes on past byte {len(self.buf)}")
+
     def unpack(self, fmt: str) -> Any:
+        self._need(struct.calcsize(fmt))
         value = struct.unpack_from(fmt, self.buf, self.pos)[0]
         self.pos += struct.calcsize(fmt)
         return value
 
     def string(self) -> str:
         length = self.unpack("<Q")
+        self._need(length)
         raw = self.buf[self.pos:self.pos + length]
         self.pos += length
         return raw.decode("utf-8", "replace")
@@ -180,6 +204,7 @@ class _Cursor:
             item_kind, count = self.unpack("<I"), self.unpack("<Q")
             if item_kind in _SCALARS:
                 dtype = np.dtype(_SCALARS[item_kind])
+                self._need(dtype.itemsize * count)
                 items = np.frombuffer(self.buf, dtype, count, self.pos)
                 self.pos += dtype.itemsize * count
                 return items.tolist()
@@ -189,31 +214,30 @@ class _Cursor:
         return self.unpack(_SCALARS[kind])
 
 
-def _parse(path: str) -> tuple[dict[str, Any], int, TensorBytes]:
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        cursor = _Cursor(buf)
-        if cursor.buf[:4] != GGUF_MAGIC:
-            raise BadRequest(f"{Path(path).name} is not a GGUF file")
-        cursor.pos = 4
-        version = cursor.unpack("<I")
-        if version < 2:
-            raise BadRequest(f"{Path(path).name}: GGUF version {version} is not supported")
-        n_tensors, n_kv = cursor.unpack("<Q"), cursor.unpack("<Q")
-        metadata = {}
-        for _ in range(n_kv):
-            key = cursor.string()
-            metadata[key] = cursor.value(cursor.unpack("<I"))
-        parameters = 0
-        sizes: dict[str, int] = {}
-        amx: dict[str, int] = {}
-        for _ in range(n_tensors):
-            name = cursor.string()
-            dims = [cursor.unpack("<Q") for _ in range(cursor.unpack("<I"))]
-            ggml_type = cursor.unpack("<I")
-            sizes[name], amx[name] = tensor_nbytes(dims, ggml_type), amx_nbytes(dims, ggml_type)
-            cursor.unpack("<Q")
-            parameters += int(np.prod(dims)) if dims else 0
-        return metadata, parameters, group_tensors(sizes, amx)
+def _parse(buf: mmap.mmap | bytes, label: str) -> tuple[dict[str, Any], int, TensorBytes]:
+    cursor = _Cursor(buf)
+    if cursor.buf[:4] != GGUF_MAGIC:
+        raise BadRequest(f"{label} is not a GGUF file")
+    cursor.pos = 4
+    version = cursor.unpack("<I")
+    if version < 2:
+        raise BadRequest(f"{label}: GGUF version {version} is not supported")
+    n_tensors, n_kv = cursor.unpack("<Q"), cursor.unpack("<Q")
+    metadata = {}
+    for _ in range(n_kv):
+        key = cursor.string()
+        metadata[key] = cursor.value(cursor.unpack("<I"))
+    parameters = 0
+    sizes: dict[str, int] = {}
+    amx: dict[str, int] = {}
+    for _ in range(n_tensors):
+        name = cursor.string()
+        dims = [cursor.unpack("<Q") for _ in range(cursor.unpack("<I"))]
+        ggml_type = cursor.unpack("<I")
+        sizes[name], amx[name] = tensor_nbytes(dims, ggml_type), amx_nbytes(dims, ggml_type)
+        cursor.unpack("<Q")
+        parameters += int(np.prod(dims)) if dims else 0
+    return metadata, parameters, group_tensors(sizes, amx)
 
 
 def read(path: Path) -> GGUFInfo:
@@ -222,20 +246,38 @@ def read(path: Path) -> GGUFInfo:
     return _read_cached(str(path), stat.st_mtime_ns, stat.st_size)
 
 
+def read_header(data: bytes, label: str, size: int) -> GGUFInfo:
+    """The header of a file of `size` bytes from its first bytes (a Range request's answer);
+    raise `Truncated` if they end before the header does, BadRequest if they are no GGUF."""
+    try:
+        metadata, parameter_count, tensors = _parse(data, label)
+    except (BadRequest, Truncated):
+        raise
+    except (ValueError, struct.error, UnicodeError) as exc:
+        raise BadRequest(f"{label} is not a valid GGUF file: {exc}") from exc
+    return _info(Path(label), size, metadata, parameter_count, tensors)
+
+
 @lru_cache(maxsize=64)
 def _read_cached(path: str, mtime_ns: int, size: int) -> GGUFInfo:
     try:
-        metadata, parameter_count, tensors = _parse(path)
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            metadata, parameter_count, tensors = _parse(buf, Path(path).name)
     except BadRequest:
         raise
-    except (OSError, ValueError, struct.error, UnicodeError) as exc:
+    except (OSError, ValueError, struct.error, UnicodeError, EOFError) as exc:
         raise BadRequest(f"{Path(path).name} is not a valid GGUF file: {exc}") from exc
+    return _info(Path(path), size, metadata, parameter_count, tensors)
+
+
+def _info(path: Path, size: int, metadata: dict[str, Any], parameter_count: int,
+          tensors: TensorBytes) -> GGUFInfo:
     tokens = metadata.get("tokenizer.ggml.tokens") or []
     for key, value in list(metadata.items()):
         if isinstance(value, list) and len(value) > _MAX_ARRAY:
             metadata[key] = None  # Ollama shows long arrays as null unless verbose
     architecture = str(metadata.get("general.architecture", "unknown"))
-    return GGUFInfo(Path(path), size, architecture, metadata, parameter_count, tokens, tensors)
+    return GGUFInfo(path, size, architecture, metadata, parameter_count, tokens, tensors)
 
 
 def is_gguf(path: Path) -> bool:

@@ -63,11 +63,17 @@ def cpu_has_amx() -> bool:
 def shape(path: Path, params: dict[str, Any], slots: int, *, repacks: bool = False) -> Shape:
     """The configuration's `Shape` for llama-cpp-python load `params` and `slots` sequences;
     `repacks`: llama.cpp's AMX kernels keep their own copy of the weights in RAM."""
-    info = gguf_info.read(path)
+    return shape_of(gguf_info.read(path), params, slots, repacks=repacks)
+
+
+def shape_of(info: gguf_info.GGUFInfo, params: dict[str, Any], slots: int, *, repacks: bool = False,
+             tensors: gguf_info.TensorBytes | None = None) -> Shape:
+    """`shape` from a header already read; `tensors` replaces its weights (another quantization
+    of the same model, whose header was not read)."""
     n_ctx, n_batch = int(params["n_ctx"]), int(params.get("n_batch", 512))
     embedding = bool(params.get("embedding"))
     kv = kv_bytes_per_layer(info, n_ctx) * slots
-    tensors = info.tensors
+    tensors = tensors or info.tensors
     return Shape(layers=tuple(weights + kv for weights in tensors.layers), output=tensors.output,
                  output_cpu=tensors.output_cpu,
                  host=tensors.input + output_bytes(info, n_batch, slots, embedding),

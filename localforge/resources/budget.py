@@ -45,6 +45,15 @@ def parse_bytes(value: int | float | str | None) -> int | None:
     return int(float(m.group(1)) * _UNITS[unit])
 
 
+def size(n: float) -> str:
+    """Bytes as people read them: `512 B`, `98.3 MB`, `4.7 GB` (decimal units, as Ollama shows)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
 CUDA_REINSTALL = ('CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir '
                   '--no-deps llama-cpp-python')
 

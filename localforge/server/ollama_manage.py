@@ -1,5 +1,5 @@
 """Model management: POST /api/pull, HEAD/POST /api/blobs/:digest, POST /api/create, POST /api/copy
-and DELETE /api/delete.
+and DELETE /api/delete; and LocalForge's own POST /api/pull/files.
 
 Pull and create stream progress lines (NDJSON) unless `stream` is false, in which case only the
 last line is sent. Everything that can go wrong before the first line (a bad name, an unknown
@@ -8,7 +8,10 @@ repository or quant, a missing blob, a bad template) is answered with its real s
 Pull takes Hugging Face names, `hf.co/{owner}/{repo}[:{quant}]`, from `hf_endpoint` (or HF_ENDPOINT),
 and Ollama-library names, `name[:tag]` and `namespace/name[:tag]`, from `registry`. A model that is
 already here and did not come from the registry succeeds without a download; one that did is
-pulled again, which fetches only the layers that changed. Create takes `files` (one uploaded GGUF
+pulled again, which fetches only the layers that changed. A Hugging Face name without a tag takes
+the file that fits the scheduler's memory pools best, and the line after `pulling manifest` says
+which and why (localforge/store/fit.py); `/api/pull/files` lists the repository's files with where
+each would run, for `localforge pull --list`. Create takes `files` (one uploaded GGUF
 blob), or `from`: a model name, or an absolute path to a readable `.gguf` file on the server's own
 disk, which is served in place, not copied; or the legacy `modelfile` text (localforge/modelfile.py).
 """
@@ -34,7 +37,33 @@ from localforge.server.services import Services
 from localforge.store import create as making
 from localforge.store import library
 from localforge.store import pull as pulling
+from localforge.store.fit import Machine
 from localforge.store.layout import Manifest
+
+
+class FilesRequest(msgspec.Struct):
+    model: str
+
+
+class HubFileFit(msgspec.Struct):
+    path: str
+    quant: str
+    size: int
+    fits: str  # `GPU`, `GPU+CPU 63%`, `CPU`, `too big`, or `split` for a part of a split file
+    weights: int | None
+    context: int | None
+    chosen: bool
+
+
+class FilesResponse(msgspec.Struct):
+    """A repository's GGUF files and where each would run on this server."""
+
+    model: str
+    vram: int
+    ram: int
+    num_ctx: int
+    files: list[HubFileFit]
+    reason: str  # which file a pull of `model` takes, and why
 
 
 def _progress(step: pulling.PullStep) -> ollama_wire.Progress:
@@ -74,13 +103,34 @@ async def pull(request: Request, services: Services) -> Response[Any] | Stream:
         raise BadRequest("model is required")
     hub = pulling.hub_name(name)
     if hub is not None:
-        steps = pulling.pull(services.store, services.settings.hf_endpoint, hub)
+        steps = pulling.pull(services.store, services.settings.hf_endpoint, hub, _machine(services))
         return await _answer(_refreshing(services, steps), req.stream)
     registry = services.settings.registry
     wanted = library.library_name(name, registry)
     if await _here_not_from_registry(services, name):
         return await _answer(_pull_known(name), req.stream)
     return await _answer(_refreshing(services, library.pull(services.store, registry, wanted)), req.stream)
+
+
+def _machine(services: Services) -> Machine:
+    """What a pulled model will be loaded into: the pools the scheduler places models in."""
+    return Machine.of(services.settings, services.scheduler.budget.pools)
+
+
+@post("/api/pull/files", status_code=200)
+async def pull_files(request: Request, services: Services) -> FilesResponse:
+    req = await body.read(request, FilesRequest, services.settings.max_body_bytes)
+    hub = pulling.hub_name(req.model)
+    if hub is None:
+        raise BadRequest(f"'{req.model}' is not a Hugging Face name: listing files takes "
+                         "hf.co/{owner}/{repo}")
+    machine = _machine(services)
+    plan = await pulling.survey(services.store, services.settings.hf_endpoint, hub, machine)
+    files = [HubFileFit(f.path, f.quant, f.size, "split" if fit is None else fit.label,
+                        None if fit is None else fit.weights, None if fit is None else fit.context,
+                        f == plan.chosen)
+             for f, fit in zip(plan.files, plan.fits, strict=True)]
+    return FilesResponse(hub.model, machine.pools.vram, machine.pools.ram, machine.num_ctx, files, plan.reason)
 
 
 async def _here_not_from_registry(services: Services, name: str) -> bool:
@@ -217,4 +267,4 @@ async def delete_model(request: Request, services: Services) -> Response[bytes]:
     return Response(b"", status_code=200)
 
 
-ROUTES: list[Callable[..., Any]] = [pull, blob_exists, blob_upload, create, copy, delete_model]
+ROUTES: list[Callable[..., Any]] = [pull, pull_files, blob_exists, blob_upload, create, copy, delete_model]
