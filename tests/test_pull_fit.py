@@ -60,11 +60,12 @@ def hub(files: dict[str, Path]) -> Iterator[Hub]:
     running.stop()
 
 
-def survey(hub: Hub, model: str, store: Path, vram: float, ram: float) -> pull.Plan:
-    """What a pull of `model` would take on a machine with these pools (MB)."""
+def survey(hub: Hub, model: str, store: Path, vram: float, ram: float, overhead: float = 0) -> pull.Plan:
+    """What a pull of `model` would take on a machine with these pools (MB), and a runner's own
+    VRAM as the scheduler measured it."""
     name = pull.hub_name(model)
     assert name is not None
-    machine = Machine(Pools(int(vram * MB), int(ram * MB)), NUM_CTX)
+    machine = Machine(Pools(int(vram * MB), int(ram * MB)), NUM_CTX, overhead=int(overhead * MB))
     return anyio.run(pull.survey, ModelStore(store), hub.url, name, machine)
 
 
@@ -86,6 +87,13 @@ def test_a_small_vram_pool_takes_the_largest_file_that_fits_it_whole(hub: Hub, t
     assert plan.reason == "Q8_0: 5.7 MB of weights + 3.3 MB of context fits 9.0 MB of VRAM"
     assert fits(plan) == {"Q4_K_M": "GPU", "Q6_K": "GPU", "Q8_0": "GPU", "F16": "GPU+CPU 44%",
                           "F32": "GPU+CPU 22%"}
+
+
+def test_the_runners_measured_overhead_is_room_the_model_does_not_get(hub: Hub, tmp_path: Path) -> None:
+    plan = survey(hub, "hf.co/fit/tiny", tmp_path, vram=9, ram=64, overhead=2)
+    # Q8_0's 9.0 MB and Q6_K's 7.7 MB no longer fit beside the runner's 2 MB; Q4_K_M's 6.4 MB does
+    assert plan.chosen.quant == "Q4_K_M"
+    assert fits(plan)["Q8_0"].startswith("GPU+CPU") and fits(plan)["Q6_K"].startswith("GPU+CPU")
 
 
 def test_when_nothing_fits_the_gpu_whole_the_largest_with_half_its_layers_there(

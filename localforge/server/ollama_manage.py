@@ -113,8 +113,9 @@ async def pull(request: Request, services: Services) -> Response[Any] | Stream:
 
 
 def _machine(services: Services) -> Machine:
-    """What a pulled model will be loaded into: the pools the scheduler places models in."""
-    return Machine.of(services.settings, services.scheduler.budget.pools)
+    """What a pulled model will be loaded into: the pools the scheduler places models in, less
+    the runner's own VRAM where the scheduler has measured it (as it reserves it in a load)."""
+    return Machine.of(services.settings, services.scheduler.budget.pools, services.scheduler.policy.overhead)
 
 
 @post("/api/pull/files", status_code=200)

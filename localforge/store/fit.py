@@ -54,11 +54,12 @@ class Machine:
     num_ctx: int
     slots: int = 1
     repacks: bool = False  # llama.cpp's AMX kernels keep a copy of the layers in RAM
+    overhead: int = 0  # a runner's own VRAM beside its buffers, once the scheduler has measured it
 
     @classmethod
-    def of(cls, settings: Settings, pools: Pools) -> Machine:
+    def of(cls, settings: Settings, pools: Pools, overhead: int = 0) -> Machine:
         return cls(pools, settings.default_num_ctx, max(1, settings.parallel),
-                   gguf_memory.cpu_has_amx() and settings.safe_mode != "on")
+                   gguf_memory.cpu_has_amx() and settings.safe_mode != "on", overhead)
 
     @property
     def gpu(self) -> bool:
@@ -136,7 +137,7 @@ class Fit:
 
 def fit(header: Header, quant: str, size: int, machine: Machine) -> Fit:
     shape, weights, context = header.parts(size, machine)
-    layers = place(shape, machine.pools)
+    layers = place(shape.with_overhead(machine.overhead) if machine.gpu else shape, machine.pools)
     return Fit(quant, size, weights, context, layers, shape.max_layers, machine.gpu)
 
 
