@@ -96,14 +96,15 @@ def make_trace(s: Setup) -> list[Arrival]:
 
 
 @dataclass(slots=True)
-class Router:
-    """The server's overflow decision at each arrival, with the simulated queue's wait."""
+class Dispatcher:
+    """Where each policy sends an arrival: for localforge, the server's overflow decision with the
+    simulated queue's wait; it keeps the local queue and the choice at each arrival."""
 
     setup: Setup
     spent: float = 0.0
     samples: list[tuple[float, int, bool]] = field(default_factory=list)  # (time, queued, remote)
 
-    def facts(self) -> list[Candidate]:
+    def candidates(self) -> list[Candidate]:
         s = self.setup
         return [Candidate(LOCAL, RoutingFacts(LOCAL), entry=LOCAL),
                 Candidate(REMOTE, RoutingFacts(REMOTE, locality="remote", input_price=s.input_price,
@@ -115,7 +116,7 @@ class Router:
         wait = config.expected_wait_s
         scored = [Scored(LOCAL, 0.0, {"wait_s": wait, "latency_s": wait + config.expected_service_s}),
                   Scored(REMOTE, 0.0, {"wait_s": 0.0, "latency_s": s.remote_s})]
-        candidates = self.facts()
+        candidates = self.candidates()
         spending = policies.Spending(self.spent, {REMOTE: s.remote_cost})
         settings = RouterSettings(daily_budget=s.daily_budget)
         profile = Profile(text="", tokens=s.input_tokens)
@@ -168,11 +169,11 @@ def run(setup: Setup) -> tuple[dict[str, dict[str, Any]], dict[str, list[tuple[f
     model = SimModel(LOCAL, layered(LOCAL, 5.0), load_s=setup.load_s)
     results, samples = {}, {}
     for name in POLICIES:
-        router = Router(setup)
+        dispatcher = Dispatcher(setup)
         policy = Forge(Pools(12 * GB, 32 * GB), parallel=setup.parallel)
-        done = simulate(policy, {LOCAL: model}, trace, divert=getattr(router, name))
+        done = simulate(policy, {LOCAL: model}, trace, divert=getattr(dispatcher, name))
         results[name] = figures(done.outcomes, setup)
-        samples[name] = router.samples
+        samples[name] = dispatcher.samples
     return results, samples
 
 
