@@ -101,12 +101,14 @@ def decide(tmp_path: Path, waits: dict[str, float], candidates: list[Candidate] 
     return decision
 
 
-def test_the_router_counts_the_wait_in_every_local_candidates_latency(tmp_path: Path) -> None:
+def test_the_router_puts_the_wait_beside_every_local_candidates_answer_time(tmp_path: Path) -> None:
     decision = decide(tmp_path, {"big": 45.0, "small": 0.0})
     parts = {s.model: s.parts for s in decision.scored}
     assert parts["big"]["wait_s"] == 45.0 and parts["small"]["wait_s"] == 0.0
-    assert parts["big"]["latency_s"] == pytest.approx(45.0 + 256 / 30.0)
     assert parts["cloud"]["wait_s"] == 0.0
+    # the score weighs the answer's own time; the queue is the overflow rule's
+    assert parts["big"]["latency_s"] == parts["big"]["service_s"] == pytest.approx(256 / 30.0)
+    assert parts["cloud"]["service_s"] == pytest.approx(256 / 80.0 + 0.5)
 
 
 def test_within_the_budget_the_choice_stands(tmp_path: Path) -> None:

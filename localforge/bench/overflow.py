@@ -114,8 +114,8 @@ class Dispatcher:
         s = self.setup
         config = policy.config(arrival.model)
         wait = config.expected_wait_s
-        scored = [Scored(LOCAL, 0.0, {"wait_s": wait, "latency_s": wait + config.expected_service_s}),
-                  Scored(REMOTE, 0.0, {"wait_s": 0.0, "latency_s": s.remote_s})]
+        scored = [Scored(LOCAL, 0.0, {"wait_s": wait, "service_s": config.expected_service_s}),
+                  Scored(REMOTE, 0.0, {"wait_s": 0.0, "service_s": s.remote_s})]
         candidates = self.candidates()
         spending = policies.Spending(self.spent, {REMOTE: s.remote_cost})
         settings = RouterSettings(daily_budget=s.daily_budget)

@@ -2,10 +2,12 @@
 its preset's latency budget, the request overflows to a remote model; one that must stay local
 queues, and says why.
 
-The router's choice stands while its expected wait (the scheduler's queue over the model's slots
-at its measured service time, plus a load when it is not ready: `Router.expected_wait`) is within
-the budget, so local models serve everything they can and `auto` comes back to them as soon as
-their queue drains. Past the budget, by the request's priority:
+The router chooses on quality, cost and the time an answer takes (a load included), not on the
+queue: the queue is this rule's. Its choice stands while its expected wait (the scheduler's queue
+over the model's slots at its measured service time, plus a load when it is not ready:
+`Router.expected_wait`) is within the budget, so local models serve everything they can and
+`auto` comes back to them as soon as their queue drains. Past the budget, by the request's
+priority:
 
 - `high` goes to the best remote candidate at once (else a local one within the budget);
 - `normal` takes another local model that is within the budget (one already resident beside
@@ -59,7 +61,7 @@ def settle(decision: Decision, candidates: list[Candidate], budget_s: float | No
              and s.parts.get("wait_s", 0.0) <= budget_s]
     away = [s for s in decision.scored if s.model in remote]
     if level == "normal":  # a remote model that answers later than the queue is no help
-        away = [s for s in away if s.parts.get("latency_s", 0.0) < chosen.parts.get("latency_s", 0.0)]
+        away = [s for s in away if _answered_in(s) < _answered_in(chosen)]
     order = (away + local) if level == "high" else (local + away)
     if not order:
         why = "; ".join(f"{model} removed by {reason}" for model, reason in sorted(decision.removed.items()))
@@ -68,6 +70,11 @@ def settle(decision: Decision, candidates: list[Candidate], budget_s: float | No
     where = "remote" if to.model in remote else "local"
     return _moved(decision, to, f"overflow to {where} {to.model}: {over} ({level} priority)",
                   overflow=to.model in remote)
+
+
+def _answered_in(s: Scored) -> float:
+    """Seconds until the whole answer: the wait for a slot, then the answer itself."""
+    return s.parts.get("wait_s", 0.0) + s.parts.get("service_s", 0.0)
 
 
 def _queued(decision: Decision, reason: str) -> Decision:

@@ -130,6 +130,13 @@ class Router:
                     sums[model][1] += weight
         return {m: (v[0], v[1]) for m, v in sums.items()}
 
+    def expected_load(self, candidate: Candidate) -> float:
+        """Seconds to load a local model that is not resident; 0 for one that is, or a remote one."""
+        if candidate.facts.locality == "remote" or candidate.entry is None \
+                or self.latency.is_resident(candidate.model):
+            return 0.0
+        return self.latency.expected_load_s(candidate.entry.card) or candidate.facts.load_s
+
     def expected_wait(self, candidate: Candidate) -> float:
         """Seconds before a local model starts on a request: the scheduler's expected wait for a
         slot (its queue over its slots at the measured service time, and a load when it is not
@@ -137,18 +144,13 @@ class Router:
         if candidate.facts.locality == "remote" or candidate.entry is None:
             return 0.0
         wait = self.latency.expected_wait_s(candidate.model)
-        if wait is not None:
-            return wait
-        if self.latency.is_resident(candidate.model):
-            return 0.0
-        return self.latency.expected_load_s(candidate.entry.card) or candidate.facts.load_s
+        return self.expected_load(candidate) if wait is None else wait
 
-    def expected_latency(self, candidate: Candidate, output_tokens: int) -> float:
-        facts = candidate.facts
-        seconds = output_tokens / max(facts.tokens_per_s, 1e-3)
-        if facts.locality == "remote":
-            return seconds + REMOTE_OVERHEAD_S
-        return seconds + self.expected_wait(candidate)
+    @staticmethod
+    def expected_service(candidate: Candidate, output_tokens: int) -> float:
+        """Seconds to answer once started (a remote model's network and queue included)."""
+        seconds = output_tokens / max(candidate.facts.tokens_per_s, 1e-3)
+        return seconds + REMOTE_OVERHEAD_S if candidate.facts.locality == "remote" else seconds
 
     def score(self, profile: Profile, candidates: list[Candidate],
               context: np.ndarray, scope: str = "") -> list[Scored]:
@@ -169,8 +171,11 @@ class Router:
             parts = {"prior": prior, "linear": base - prior, "memory": quality - base,
                      "quality": quality, "uncertainty": spread,
                      "cost": c.facts.cost(profile.tokens, output_tokens),
+                     # the latency term weighs the answer and a load; the queue is the
+                     # overflow rule's (route/overflow.py), against the preset's budget
+                     "service_s": (service := self.expected_service(c, output_tokens)),
                      "wait_s": self.expected_wait(c),
-                     "latency_s": self.expected_latency(c, output_tokens)}
+                     "latency_s": service + self.expected_load(c)}
             if self.scorers:
                 card = c.entry.card if c.entry is not None else ModelCard(
                     name=c.model, backend="", locality=c.facts.locality,  # type: ignore[arg-type]
