@@ -72,9 +72,6 @@ class Waits:
     def expected_load_s(self, card: object) -> float:
         return 0.0
 
-    def queue_depth(self, name: str) -> int:
-        return 0
-
     def expected_wait_s(self, name: str) -> float | None:
         return self.waits.get(name)
 

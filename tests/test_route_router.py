@@ -137,9 +137,6 @@ class Readiness:
     def expected_load_s(self, card: object) -> float:
         return 30.0
 
-    def queue_depth(self, name: str) -> int:
-        return 0
-
     def expected_wait_s(self, name: str) -> float | None:
         return None  # the scheduler has not seen it: a load when it is not resident
 

@@ -55,8 +55,6 @@ class Readiness(Protocol):
 
     def expected_load_s(self, card: Any) -> float: ...
 
-    def queue_depth(self, name: str) -> int: ...
-
     def expected_wait_s(self, name: str) -> float | None: ...
 
 
@@ -68,9 +66,6 @@ class Latency:
 
     def expected_load_s(self, card: Any) -> float:
         return 0.0
-
-    def queue_depth(self, name: str) -> int:
-        return 0
 
     def expected_wait_s(self, name: str) -> float | None:
         return 0.0

@@ -12,7 +12,9 @@ Read-only API for the router (cheap, no I/O, safe to call on every request):
 - `is_resident(model_name) -> bool`: a configuration of the model is loaded and ready now.
 - `expected_load_s(card) -> float`: 0 if resident; else the measured load time of the model
   (the mean of its loads so far), else an estimate from its size (0.5 s + 1 s per GB).
-- `queue_depth(model_name) -> int`: requests waiting (not yet started) for the model.
+- `expected_wait_s(model_name) -> float | None`: how long a request arriving now would wait for a
+  slot (the queue over the slots at the measured service time, plus a load when not ready); None
+  for a model it has not seen yet.
 """
 
 from __future__ import annotations
@@ -182,9 +184,6 @@ class Scheduler:
 
     def is_resident(self, model_name: str) -> bool:
         return any(c.state == "ready" for c in self._configs(model_name))
-
-    def queue_depth(self, model_name: str) -> int:
-        return sum(len(c.queue) for c in self._configs(model_name))
 
     def expected_wait_s(self, model_name: str) -> float | None:
         """The shortest expected wait for a slot among the model's configurations; None when
