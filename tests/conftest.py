@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import ollama
@@ -114,6 +115,17 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_models: Path) -> Itera
     running = start_server(tmp_path_factory.mktemp("server"), tiny_models, smollm2_config())
     yield running
     stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """llama-cpp-python's own OpenAI-compatible server over SmolLM2, standing in for a remote
+    model (an `upstreams.Upstream`; `upstreams.remote_endpoint` is its config section)."""
+    from upstreams import start_llama_server
+
+    running = start_llama_server(tmp_path_factory.mktemp("cloud"))
+    yield running
+    running.stop()
 
 
 @pytest.fixture

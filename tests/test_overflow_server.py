@@ -20,7 +20,7 @@ import openai
 import pytest
 from conftest import ROUTER_NO_EXPLORATION, RunningServer, start_server, stop_server
 from tiny_gguf import write_tiny_llama
-from upstreams import Upstream, start_llama_server
+from upstreams import Upstream, remote_endpoint
 
 pytestmark = pytest.mark.slow
 
@@ -51,33 +51,18 @@ quality = {{ general = 0.3, instruction = 0.3, coding = 0.3, math = 0.3, reasoni
 
 [router.models."{REMOTE}"]
 quality = {{ general = 0.6, instruction = 0.6, coding = 0.6, math = 0.6, reasoning = 0.6, hard_reasoning = 0.6 }}
-
-[[openai.endpoints]]
-name = "cloud"
-base_url = "{upstream.url}"
-prefix = "cloud/"
-locality = "remote"
-input_price = 1.0
-output_price = 2.0
-"""
+""" + remote_endpoint(upstream, 1.0, 2.0)
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    running = start_llama_server(tmp_path_factory.mktemp("cloud"))
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[RunningServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, cloud: Upstream) -> Iterator[RunningServer]:
     home = tmp_path_factory.mktemp("overflow")
     models = home / "models"
     models.mkdir()
     # a large vocabulary makes the end-of-text token rare: a greedy answer runs to num_predict
     write_tiny_llama(models / "slow.gguf", n_embd=512, n_layers=4, seed=13, extra_vocab=8000)
     write_tiny_llama(models / "alpha.gguf", seed=11)
-    running = start_server(home, models, config(upstream))
+    running = start_server(home, models, config(cloud))
     yield running
     stop_server(running)
 

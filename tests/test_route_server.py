@@ -11,7 +11,7 @@ import httpx
 import ollama
 import pytest
 from conftest import ROUTER_NO_EXPLORATION, RunningServer, free_port, smollm2_config, start_server, stop_server
-from upstreams import Upstream, start_llama_server
+from upstreams import Upstream, remote_endpoint
 
 pytestmark = pytest.mark.slow
 
@@ -44,22 +44,7 @@ name = "nowhere"
 base_url = "http://127.0.0.1:{free_port()}/v1"
 prefix = "dead/"
 models = ["ghost"]
-
-[[openai.endpoints]]
-name = "cloud"
-base_url = "{upstream.url}"
-prefix = "cloud/"
-locality = "remote"
-input_price = 10.0
-output_price = 30.0
-"""
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    running = start_llama_server(tmp_path_factory.mktemp("cloud"))
-    yield running
-    running.stop()
+""" + remote_endpoint(upstream, 10.0, 30.0)
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +53,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(home: Path, upstream: Upstream) -> Iterator[RunningServer]:
+def server(home: Path, cloud: Upstream) -> Iterator[RunningServer]:
     models = home / "models"
     models.mkdir(exist_ok=True)
-    running = start_server(home, models, config(upstream))
+    running = start_server(home, models, config(cloud))
     yield running
     stop_server(running)
 
@@ -211,7 +196,7 @@ def test_the_route_command_prints_the_dry_run(server: RunningServer) -> None:
 
 
 def test_feedback_changes_later_decisions_and_survives_a_restart(
-        server: RunningServer, home: Path, upstream: Upstream) -> None:
+        server: RunningServer, home: Path, cloud: Upstream) -> None:
     prompt = "Write a SQL query that lists the ten customers with the largest total orders."
     assert dry_run(server, prompt)["model"] == REMOTE
     for _ in range(12):
@@ -229,7 +214,7 @@ def test_feedback_changes_later_decisions_and_survives_a_restart(
     stop_server(server)  # the module's server: the tests after this one start their own
     (home / "data" / "routes.hnsw").unlink()  # and the index is lost: rebuilt from sqlite
     models = home / "models"
-    again = start_server(home, models, config(upstream))
+    again = start_server(home, models, config(cloud))
     try:
         restarted = dry_run(again, prompt)
         assert restarted["model"] == LOCAL

@@ -52,6 +52,19 @@ def _wait(url: str, process: subprocess.Popen[bytes], log_path: Path, headers: d
     raise RuntimeError(f"upstream did not start:\n{log_path.read_text(errors='replace')}")
 
 
+def remote_endpoint(upstream: Upstream, input_price: float, output_price: float) -> str:
+    """The config section that makes the upstream a remote model, `cloud/smollm2`, at these prices."""
+    return f"""
+[[openai.endpoints]]
+name = "cloud"
+base_url = "{upstream.url}"
+prefix = "cloud/"
+locality = "remote"
+input_price = {input_price}
+output_price = {output_price}
+"""
+
+
 def start_llama_server(tmp: Path, port: int | None = None, api_key: str | None = None) -> Upstream:
     """llama-cpp-python's `llama_cpp.server` serving SmolLM2 as `smollm2`, embeddings and tool calls on."""
     port = port or free_port()
