@@ -60,6 +60,32 @@ def test_the_wait_is_the_queue_over_the_slots_at_the_measured_service_time_plus_
     assert config.expected_wait_s == pytest.approx(2 * config.expected_service_s / 2)
 
 
+def test_a_model_that_must_wait_for_a_busy_ones_memory_waits_for_its_work_too() -> None:
+    policy = Forge(6 * GB, parallel=1, starvation_s=30.0)  # room for one model of 5 GB
+    busy = policy.register("busy", "busy", 5 * GB, load_s=10.0)
+    other = policy.register("other", "other", 5 * GB, load_s=10.0)
+    policy.submit(Ticket(1, "busy", 0.0))
+    policy.decide(0.0)
+    policy.loaded("busy", 10.0, None, 10.0)
+    policy.decide(10.0)
+    for ticket in (2, 3):
+        policy.submit(Ticket(ticket, "busy", 10.0))
+    assert busy.in_flight == 1 and len(busy.queue) == 2
+    service = busy.expected_service_s
+    # its own load, and the busy model's three requests first
+    assert policy.expected_wait_s(other) == pytest.approx(10.0 + 3 * service)
+    assert policy.expected_wait_s(busy) == busy.expected_wait_s == pytest.approx(3 * service)
+    for ticket in range(4, 40):  # however long that queue, the starvation bound caps the wait
+        policy.submit(Ticket(ticket, "busy", 10.0))
+    assert policy.expected_wait_s(other) == pytest.approx(10.0 + 30.0)
+    roomy = Forge(12 * GB, parallel=1)  # room for both: only its own load
+    roomy.register("busy", "busy", 5 * GB, load_s=10.0)
+    far = roomy.register("other", "other", 5 * GB, load_s=10.0)
+    roomy.submit(Ticket(1, "busy", 0.0))
+    roomy.decide(0.0)
+    assert roomy.expected_wait_s(far) == 10.0
+
+
 class Waits:
     """The scheduler's answers, as the router asks them: a wait per model."""
 

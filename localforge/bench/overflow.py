@@ -10,7 +10,7 @@ remote model answers in its own time at its price. Three policies:
 - `local_only`: every request queues for the local model, as with Ollama;
 - `remote_first`: every request goes to the remote model;
 - `localforge`: at each arrival, the local model's expected wait as the server computes it
-  (`Configuration.expected_wait_s`) goes through the server's own overflow rule
+  (`Core.expected_wait_s`) goes through the server's own overflow rule
   (`route.overflow.settle`) against the preset's latency budget, with the daily spending cap
   applied by the router's own policy (`route.policies.spending_cap`).
 
@@ -113,7 +113,7 @@ class Dispatcher:
     def localforge(self, arrival: Arrival, policy: Core, now: float) -> float | None:
         s = self.setup
         config = policy.config(arrival.model)
-        wait = config.expected_wait_s
+        wait = policy.expected_wait_s(config)
         scored = [Scored(LOCAL, 0.0, {"wait_s": wait, "service_s": config.expected_service_s}),
                   Scored(REMOTE, 0.0, {"wait_s": 0.0, "service_s": s.remote_s})]
         candidates = self.candidates()

@@ -178,6 +178,22 @@ class Core:
         """The layers on the GPU that `free` allows this configuration, or None if it cannot fit."""
         return place(config.shape, free, config.wanted_layers, gpu=self.gpu, partial=self.partial)
 
+    def expected_wait_s(self, config: Configuration) -> float:
+        """Seconds a request arriving now would wait for a slot of `config` (its own queue and
+        load: `Configuration.expected_wait_s`), and, when it is not resident and the memory no
+        one holds cannot take it as well as the whole budget could, the time the busy resident
+        models take to serve their work first (a policy serves a resident queue before a swap),
+        at most the starvation bound."""
+        wait = config.expected_wait_s
+        if config.holds_memory:
+            return wait
+        best, now = self.placement(config, self.pools), self.placement(config, self.free())
+        if now is not None and (best is None or now >= best):
+            return wait
+        busy = sum((len(c.queue) + c.in_flight) * c.expected_service_s / c.parallel
+                   for c in self.configs.values() if c is not config and c.holds_memory)
+        return wait + min(busy, self.starvation_s)
+
     @property
     def queued(self) -> int:
         return sum(len(c.queue) for c in self.configs.values())

@@ -13,8 +13,8 @@ Read-only API for the router (cheap, no I/O, safe to call on every request):
 - `expected_load_s(card) -> float`: 0 if resident; else the measured load time of the model
   (the mean of its loads so far), else an estimate from its size (0.5 s + 1 s per GB).
 - `expected_wait_s(model_name) -> float | None`: how long a request arriving now would wait for a
-  slot (the queue over the slots at the measured service time, plus a load when not ready); None
-  for a model it has not seen yet.
+  slot (the queue over the slots at the measured service time, plus a load when not ready, plus
+  the busy residents' work when it must wait for their memory); None for a model it has not seen.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ class Scheduler:
     def expected_wait_s(self, model_name: str) -> float | None:
         """The shortest expected wait for a slot among the model's configurations; None when
         the scheduler has not seen the model yet (its wait is then a load, if anything)."""
-        return min((c.expected_wait_s for c in self._configs(model_name)), default=None)
+        return min((self.policy.expected_wait_s(c) for c in self._configs(model_name)), default=None)
 
     # requests
     @asynccontextmanager
