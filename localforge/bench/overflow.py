@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localforge.bench.scheduler import GB, layered
+from localforge.bench.scheduler import GB, layered, percentile
 from localforge.config.router import RouterSettings
 from localforge.profile.base import Profile
 from localforge.resources.placement import Pools
@@ -142,25 +142,22 @@ class Dispatcher:
         return None
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else math.nan
-
-
 def figures(outcomes: list[SimRequest], setup: Setup) -> dict[str, Any]:
     served = [o for o in outcomes if o.finished is not None]
     latencies = [o.latency_s for o in served]
     remote = [o for o in outcomes if o.remote]
     return {"requests": len(outcomes), "served": len(served),
-            "p50_s": round(percentile(latencies, 0.5), 2), "p95_s": round(percentile(latencies, 0.95), 2),
+            "p50_s": round(percentile(latencies, 0.5, math.nan), 2),
+            "p95_s": round(percentile(latencies, 0.95, math.nan), 2),
             "max_wait_s": round(max((o.wait_s for o in served), default=0.0), 2),
             "remote_share": round(len(remote) / max(1, len(outcomes)), 4),
             "cost_usd": round(len(remote) * setup.remote_cost, 4),
             "sensitive_remote": sum(1 for o in remote if o.arrival.sensitive),
             "by_priority_p95_s": {level: round(percentile(
-                [o.latency_s for o in served if o.arrival.priority == level], 0.95), 2)
+                [o.latency_s for o in served if o.arrival.priority == level], 0.95, math.nan), 2)
                 for level in overflow.PRIORITIES},
-            "sensitive_p95_s": round(percentile([o.latency_s for o in served if o.arrival.sensitive], 0.95), 2)}
+            "sensitive_p95_s": round(percentile(
+                [o.latency_s for o in served if o.arrival.sensitive], 0.95, math.nan), 2)}
 
 
 def run(setup: Setup) -> tuple[dict[str, dict[str, Any]], dict[str, list[tuple[float, int, bool]]]]:

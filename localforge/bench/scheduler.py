@@ -44,15 +44,16 @@ def make_trace(seed: int, n: int, gap_s: float, models: list[str],
     return trace
 
 
+def percentile(values: list[float], p: float, empty: float = 0.0) -> float:
+    """The value at rank floor(p * n) of the sorted values (the last for p = 1); `empty` if none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else empty
+
+
 def summary(waits: list[float], loads: int, total_s: float, n: int) -> dict[str, Any]:
-    ordered = sorted(waits)
-
-    def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else 0.0
-
     return {"loads": loads, "total_s": round(total_s, 2), "throughput": round(n / total_s, 4),
-            "p50_wait_s": round(pct(0.5), 3), "p95_wait_s": round(pct(0.95), 3),
-            "max_wait_s": round(ordered[-1] if ordered else 0.0, 3), "served": len(waits),
+            "p50_wait_s": round(percentile(waits, 0.5), 3), "p95_wait_s": round(percentile(waits, 0.95), 3),
+            "max_wait_s": round(max(waits, default=0.0), 3), "served": len(waits),
             "requests": n, "refused": n - len(waits)}
 
 
