@@ -11,8 +11,8 @@ remote model answers in its own time at its price. Three policies:
 - `remote_first`: every request goes to the remote model;
 - `localforge`: at each arrival, the local model's expected wait as the server computes it
   (`Core.expected_wait_s`) goes through the server's own overflow rule
-  (`route.overflow.settle`) against the preset's latency budget, with the daily spending cap
-  applied by the router's own policy (`route.policies.spending_cap`).
+  (`route.overflow.settle`) against the preset's latency budget, after the router's own
+  policies (`route.policies.apply`: private data stays local, the daily spending cap).
 
 For each policy it prints and (`--json`) writes `requests`, `p50_s` and `p95_s` (arrival to the
 whole answer), `max_wait_s` (before a slot or the remote call), `remote_share`, `cost_usd` and
@@ -116,13 +116,12 @@ class Dispatcher:
         wait = policy.expected_wait_s(config)
         scored = [Scored(LOCAL, 0.0, {"wait_s": wait, "service_s": config.expected_service_s}),
                   Scored(REMOTE, 0.0, {"wait_s": 0.0, "service_s": s.remote_s})]
-        candidates = self.candidates()
+        # the server's policies, as for a request with this arrival's profile: private data and
+        # the daily cap remove the remote model
+        profile = Profile(text="", tokens=s.input_tokens, sensitive=arrival.sensitive)
         spending = policies.Spending(self.spent, {REMOTE: s.remote_cost})
-        settings = RouterSettings(daily_budget=s.daily_budget)
-        profile = Profile(text="", tokens=s.input_tokens)
-        removed = {c.model: f"budget: {why}" for c in candidates
-                   if (why := policies.spending_cap(profile, c, settings, spending)) is not None}
-        kept = [c for c in candidates if c.model not in removed]
+        kept, removed = policies.apply(profile, self.candidates(), RouterSettings(daily_budget=s.daily_budget),
+                                       spending)
         # local first: the router's choice is the local model, good enough for these requests
         decision = Decision("", "balanced", LOCAL, [x for x in scored if x.model not in removed], removed)
         settled = overflow.settle(decision, kept, s.budget_s, overflow.priority(arrival.priority), arrival.sensitive)
