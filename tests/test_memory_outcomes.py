@@ -153,3 +153,15 @@ def test_a_scope_sees_only_its_own_routes_and_repeats(tmp_path: Path) -> None:
     assert memory.recent_prompt("q7", 1e6, now, scope="a") is None  # another key asking it is no repeat
     memory.prune(1000.0 + 150)
     assert sorted(n.route_id for n in memory.neighbours(unit(7), 40, "b")) == [memory.route_id("r207")]
+
+
+def test_todays_spend_in_all_and_for_one_keys_scope_in_one_pass(tmp_path: Path) -> None:
+    memory, _ = open_memory(tmp_path)
+    for i, (scope, model, cost, at) in enumerate([("key-a", "cloud", 0.5, 100.0), ("key-b", "cloud", 0.25, 100.0),
+                                                  ("key-a", "local", 0.0, 100.0), ("key-a", "cloud", 9.0, 1.0)]):
+        memory.record_route(Route(f"spend-{i}", model, candidates=[{"model": model, "cost": cost}],
+                                  created_at=at, scope=scope))
+    remote = {"cloud": 1.0}
+    assert memory.spent_since(50.0, remote, "key-a") == (0.75, 0.5)  # the route before `since` is not counted
+    assert memory.spent_since(50.0, remote) == (0.75, 0.0)
+    assert memory.spent_since(0.0, remote, "key-b") == (9.75, 0.25)

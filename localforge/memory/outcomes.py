@@ -234,15 +234,15 @@ class Memory:
             "order by created_at desc limit 1", [prompt_hash(text), since, scope]))
         return {"id": rows[0][0], "request_id": rows[0][1], "chosen": rows[0][2]} if rows else None
 
-    def spent_since(self, since: float, prices: dict[str, float], scope: str | None = None) -> float:
-        """Dollars spent on the given models since a time, from the recorded expected costs;
-        `scope` counts only the routes of one API key's scope."""
-        total = 0.0
-        where, params = ("and scope = ?", [scope]) if scope is not None else ("", [])
-        for chosen, candidates in self.db.execute(
-                f"select chosen, candidates from routes where created_at >= ? {where}", [since, *params]):
+    def spent_since(self, since: float, prices: dict[str, float], scope: str | None = None) -> tuple[float, float]:
+        """Dollars spent on the given models since a time, from the recorded expected costs, and
+        the part of it spent by the routes of one API key's `scope` (0 without one): one pass
+        answers both the server's cap and a key's."""
+        total = mine = 0.0
+        for chosen, candidates, route_scope in self.db.execute(
+                "select chosen, candidates, scope from routes where created_at >= ?", [since]):
             if chosen in prices:
-                for c in json.loads(candidates):
-                    if c.get("model") == chosen:
-                        total += float(c.get("cost", 0.0))
-        return total
+                cost = sum(float(c.get("cost", 0.0)) for c in json.loads(candidates) if c.get("model") == chosen)
+                total += cost
+                mine += cost if route_scope == scope else 0.0
+        return total, mine

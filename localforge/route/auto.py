@@ -150,9 +150,7 @@ class Routing:
         if self.settings.daily_budget is None and request.daily_budget is None:
             return policies.Spending()
         remote = {c.model: 1.0 for c in candidates if c.facts.locality == "remote"}
-        spent = self.memory.spent_since(day_start(), remote) if self.settings.daily_budget is not None else 0.0
-        key_spent = (self.memory.spent_since(day_start(), remote, scope=request.scope)
-                     if request.daily_budget is not None else 0.0)
+        spent, key_spent = self.memory.spent_since(day_start(), remote, request.scope)
         tokens = self.settings.expected_output_tokens
         return policies.Spending(spent, {c.model: c.facts.cost(profile.tokens, tokens) for c in candidates},
                                  key_spent, request.daily_budget)
@@ -160,7 +158,8 @@ class Routing:
     async def spent_today(self) -> float:
         """Dollars spent on remote models since midnight UTC, as the daily budget counts them."""
         remote = {c.model: 1.0 for c in await self.candidates() if c.facts.locality == "remote"}
-        return await anyio.to_thread.run_sync(self.memory.spent_since, day_start(), remote)
+        spent, _ = await anyio.to_thread.run_sync(self.memory.spent_since, day_start(), remote)
+        return spent
 
     async def route(self, request: Inference, preset: str | None = None, dry_run: bool = False) -> Routed:
         """Choose a model for an `auto` request; raises when no model is left to choose."""
