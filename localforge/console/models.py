@@ -17,7 +17,9 @@ from localforge.console.progress import Progress
 from localforge.console.show import table
 from localforge.errors import BadRequest
 from localforge.resources.budget import size
+from localforge.resources.placement import Pools
 from localforge.store.create import looks_like_path
+from localforge.store.fit import Machine
 
 CHUNK = 1 << 20
 
@@ -51,9 +53,8 @@ def list_files(args: argparse.Namespace) -> int:
     """The repository's GGUF files, smallest first, with where each would run on the server; the
     one a pull of the name takes is marked, and the line after the table says why."""
     found = client.call(args, "POST", "/api/pull/files", {"model": args.model}, timeout=120)
-    pools = (f"{size(found['vram'])} of VRAM + {size(found['ram'])} of RAM" if found["vram"]
-             else f"{size(found['ram'])} of RAM (no GPU)")
-    print(f"{found['model']}: {pools}, context {found['num_ctx']}")
+    machine = Machine(Pools(found["vram"], found["ram"]), found["num_ctx"])
+    print(f"{found['model']}: {machine.describe()}, context {found['num_ctx']}")
     rows = [["", "FILE", "SIZE", "FITS"]]
     for f in sorted(found["files"], key=lambda f: (f["size"], f["path"])):
         rows.append(["*" if f["chosen"] else "", f["path"], size(f["size"]), f["fits"]])
