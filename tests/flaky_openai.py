@@ -5,9 +5,10 @@
 `always500` answers 500, quoting the Authorization header it got (as careless servers do);
 `twice500` fails twice then answers; `ratelimited` answers 429; `dies` streams three pieces and
 then kills its own process; `ok` answers "fine"; `thinker` reasons ("Let me think.") before it
-answers "fine", as reasoning models do (`reasoning_content`). GET /hits tells how often each was asked and
-whether any request carried an Authorization header; GET /requests returns every body it was sent,
-so a test can tell what left the machine.
+answers "fine", as reasoning models do (`reasoning_content`); `separators` answers text holding
+U+0085, U+2028 and U+2029, raw in its JSON as servers built on orjson or msgspec write them.
+GET /hits tells how often each was asked and whether any request carried an Authorization header;
+GET /requests returns every body it was sent, so a test can tell what left the machine.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-MODELS = ["ok", "always500", "twice500", "ratelimited", "dies", "thinker"]
+MODELS = ["ok", "always500", "twice500", "ratelimited", "dies", "thinker", "separators"]
+SEPARATED = ["one\u2028", "two\u2029three", "\x85four"]
 THOUGHTS = ["Let", " me", " think."]
 hits: dict[str, int] = {}
 auth_seen: list[str] = []
@@ -30,7 +32,7 @@ def chunk(text: str, finish: str | None = None, thinking: str = "") -> bytes:
     delta = {"reasoning_content": thinking} if thinking else {"content": text} if text else {}
     data = {"object": "chat.completion.chunk", "choices": [
         {"index": 0, "delta": delta, "finish_reason": finish}]}
-    return b"data: " + json.dumps(data).encode() + b"\n\n"
+    return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -71,14 +73,14 @@ class Handler(BaseHTTPRequestHandler):
             self._json(500, {"error": {"message": f"internal failure handling {auth}"}})
         elif model == "ratelimited":
             self._json(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
-        elif model in ("ok", "twice500", "dies", "thinker"):
+        elif model in ("ok", "twice500", "dies", "thinker", "separators"):
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Connection", "close")  # the body ends when the connection does
             self.end_headers()
             for thought in THOUGHTS if model == "thinker" else []:
                 self.wfile.write(chunk("", thinking=thought))
-            for piece in ["fine", " and", " dandy"]:
+            for piece in SEPARATED if model == "separators" else ["fine", " and", " dandy"]:
                 self.wfile.write(chunk(piece))
                 self.wfile.flush()
                 time.sleep(0.05)

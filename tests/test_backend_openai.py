@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -236,3 +239,22 @@ def test_thinking_reaches_ollama_clients_streamed_or_not(client: ollama.Client) 
     assert "".join(p.response for p in pieces) == "fine and dandy"
     answer = client.generate("flaky/thinker", "Are you sure?")
     assert answer.thinking == "Let me think." and answer.response == "fine and dandy"
+
+
+def test_line_separators_in_an_answer_reach_every_client_whole(front: RunningServer, client: ollama.Client) -> None:
+    """U+2028, U+2029 and U+0085 are legal unescaped in JSON and split lines for httpx (so for the
+    `ollama` package): the upstream writes them raw, and each client still gets one whole answer."""
+    import openai
+
+    expected = "one\u2028two\u2029three\x85four"
+    ask = [{"role": "user", "content": "hi"}]
+    assert "".join(c.message.content or "" for c in client.chat("flaky/separators", messages=ask, stream=True)) \
+        == expected
+    assert "".join(p.response for p in client.generate("flaky/separators", "hi", stream=True)) == expected
+    v1 = openai.OpenAI(base_url=front.url + "/v1", api_key="unused")
+    stream = v1.chat.completions.create(model="flaky/separators", messages=ask, stream=True)  # type: ignore[arg-type]
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == expected
+    typed = subprocess.run([sys.executable, "-m", "localforge.cli", "run", "flaky/separators", "hi"],
+                           capture_output=True, text=True, timeout=60, env={**os.environ, "OLLAMA_HOST": front.url})
+    assert typed.returncode == 0, typed.stderr
+    assert typed.stdout.strip() == expected.strip()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from localforge.lines import lines
+
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 WARM_UP = 2
 TOPICS = ["a lighthouse keeper", "a lost robot", "a city under the sea", "a dragon who bakes bread",
@@ -43,7 +45,7 @@ def stream_chat(http: httpx.Client, model: str, prompt: str, num_predict: int, s
     body = {"model": model, "messages": [{"role": "user", "content": prompt}],
             "options": {"temperature": 0, "num_predict": num_predict}}
     with http.stream("POST", "/api/chat", json=body) as response:
-        for line in response.iter_lines():
+        for line in lines(response.iter_bytes()):
             if line and json.loads(line).get("message", {}).get("content"):
                 stamps.append(time.perf_counter())
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from localforge.config import DEFAULT_PORT, parse_ollama_host
+from localforge.lines import lines
 
 HOST_HELP = "server URL (default from OLLAMA_HOST, else 127.0.0.1:11434)"
 
@@ -82,7 +83,7 @@ def stream(args: argparse.Namespace, path: str, body: Any) -> Iterator[tuple[htt
 
 
 def _objects(response: httpx.Response) -> Iterator[dict[str, Any]]:
-    for line in response.iter_lines():
+    for line in lines(response.iter_bytes()):
         if not line.strip():
             continue
         item = json.loads(line)

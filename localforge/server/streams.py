@@ -17,6 +17,7 @@ from litestar.response import Stream
 
 from localforge.errors import LocalForgeError
 from localforge.inference import Delta, Event, Final, Inference, ToolCall, unless_disconnected
+from localforge.lines import escaped
 
 if TYPE_CHECKING:
     from localforge.pipeline import Served
@@ -88,14 +89,20 @@ def error_message(exc: BaseException) -> str:
     return "internal error while generating; see the server log"
 
 
+def _json(chunk: Any) -> bytes:
+    """One streamed object; line separators other than "\\n" escaped, so clients that split lines
+    as str.splitlines does (httpx, and so the `ollama` package) still get it whole."""
+    return escaped(msgspec.json.encode(chunk))
+
+
 async def _ndjson(items: AsyncIterator[T], encode: Callable[[T], Any]) -> AsyncIterator[bytes]:
     try:
         async for item in items:
             chunk = encode(item)
             if chunk is not None:
-                yield msgspec.json.encode(chunk) + b"\n"
+                yield _json(chunk) + b"\n"
     except Exception as exc:
-        yield msgspec.json.encode({"error": error_message(exc)}) + b"\n"
+        yield _json({"error": error_message(exc)}) + b"\n"
 
 
 def ndjson(items: AsyncIterator[T], encode: Callable[[T], Any], headers: dict[str, str] | None = None) -> Stream:
@@ -107,9 +114,9 @@ async def _sse(events: AsyncIterator[Event], encode: Callable[[Event], list[Any]
     try:
         async for event in events:
             for chunk in encode(event):
-                yield b"data: " + msgspec.json.encode(chunk) + b"\n\n"
+                yield b"data: " + _json(chunk) + b"\n\n"
     except Exception as exc:
-        yield b"data: " + msgspec.json.encode(error(error_message(exc))) + b"\n\n"
+        yield b"data: " + _json(error(error_message(exc))) + b"\n\n"
     yield b"data: [DONE]\n\n"
 
 

@@ -18,6 +18,7 @@ from localforge.backends.fleet import BrokenAnswer
 from localforge.durations import FOREVER
 from localforge.errors import BackendFailed
 from localforge.inference import Delta, Event, Final, Inference, Message, ToolCall, new_call_id
+from localforge.lines import alines
 
 
 def keep_alive(seconds: float | None) -> float | int | None:
@@ -98,7 +99,7 @@ def _final(data: dict[str, Any]) -> Final:
 
 async def events(response: httpx.Response, label: str) -> AsyncIterator[Event]:
     """Ollama's NDJSON stream as Deltas and one Final; an `{"error"}` line becomes an error."""
-    async for line in response.aiter_lines():
+    async for line in alines(response.aiter_bytes()):
         if not line.strip():
             continue
         try:

@@ -14,6 +14,7 @@ import httpx
 from localforge.backends.fleet import BrokenAnswer
 from localforge.errors import BackendFailed
 from localforge.inference import Delta, Embedding, Event, Final, ToolCall, new_call_id
+from localforge.lines import alines
 
 
 @dataclass(slots=True)
@@ -96,7 +97,7 @@ async def stream(response: httpx.Response, label: str) -> AsyncIterator[Event]:
     """Server-sent events from /chat/completions or /completions with stream=true."""
     answer = Answer(label)
     ended = False
-    async for line in response.aiter_lines():
+    async for line in alines(response.aiter_bytes()):
         if not line.startswith("data:"):
             continue  # comments, keep-alives, event names
         payload = line[5:].strip()
