@@ -35,20 +35,17 @@ from sklearn.linear_model import LogisticRegression
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from task_corpus import HAND_WRITTEN, corpus  # noqa: E402
 
-from localforge.profile.task import MAX_CHARS, TASKS, TOKEN_PATTERN, TaskClassifier  # noqa: E402
+from localforge.profile.task import TASKS, TOKEN_PATTERN, TaskClassifier, normalise  # noqa: E402
 
 
-def preprocess(text: str) -> str:
-    return text[:MAX_CHARS].lower()
-
-
-def fit(texts: list[str], labels: list[str], c: float = 1.0,
-        min_df: int = 2) -> tuple[TfidfVectorizer, LogisticRegression]:
-    vectorizer = TfidfVectorizer(preprocessor=preprocess, token_pattern=TOKEN_PATTERN,
+def fit(texts: list[str], labels: list[str], c: float = 1.0, min_df: int = 2,
+        weights: np.ndarray | None = None) -> tuple[TfidfVectorizer, LogisticRegression]:
+    """`weights`, one per text, say how much each counts in the regression (all 1 if None)."""
+    vectorizer = TfidfVectorizer(preprocessor=normalise, token_pattern=TOKEN_PATTERN,
                                  ngram_range=(1, 2), sublinear_tf=True, min_df=min_df)
     x = vectorizer.fit_transform(texts)
     model = LogisticRegression(C=c, max_iter=3000)
-    model.fit(x, labels)
+    model.fit(x, labels, sample_weight=weights)
     return vectorizer, model
 
 

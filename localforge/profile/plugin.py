@@ -28,7 +28,9 @@ def register_profilers(register: Callable[[Any], None], settings: Settings) -> N
     register(ConversationProfiler())
     register(SensitivityProfiler(Sensitivity(options.sensitive_terms, options.sensitive_patterns)))
     register(EmbeddingProfiler())  # before the task profiler, whose head reads the embedding
-    register(TaskProfiler(floor=options.task_confidence_floor, use_head=options.task_head))
+    # the head learnt what MiniLM's vectors mean; another embedder's would mislead it
+    reads_minilm = options.embedder in (DEFAULT_EMBEDDER, f"{DEFAULT_EMBEDDER}-float32")
+    register(TaskProfiler(floor=options.task_confidence_floor, use_head=options.task_head and reads_minilm))
 
 
 @hookimpl

@@ -1,7 +1,7 @@
 """What kind of task a request is: coding, math, reasoning, instruction, hard_reasoning or general.
 
-The classifier is TF-IDF over word uni- and bigrams followed by a multinomial logistic
-regression, trained with scikit-learn on real, labelled prompts and a template corpus by
+The classifier is TF-IDF over word uni- and bigrams (every number read as "0") followed by a
+multinomial logistic regression, trained with scikit-learn on real, labelled prompts and a template corpus by
 `scripts/train_task_head.py` (`scripts/real_prompts.py` lists the sources and their licences).
 Serving needs neither scikit-learn nor pickle: the trained vocabulary, idf weights,
 coefficients and intercepts are read from an `.npz` file with `allow_pickle=False`, and the
@@ -9,9 +9,11 @@ vectoriser and softmax are re-implemented here exactly as scikit-learn computes 
 checks the probabilities match `predict_proba`). Below a confidence floor the task is "general".
 
 Where the request has an embedding (the embedding profiler runs first) and `[profile]
-task_head` is on, a head refines those probabilities: a multinomial logistic regression over
-the MiniLM embedding and the TF-IDF log-probabilities, trained by the same script and read from
-`task_head.npz`, so it costs one small matrix product on top of the embedding the router needs."""
+task_head` is on (the default), a head weighs in what the embedding says: a linear map of the
+MiniLM embedding and the TF-IDF log-probabilities, read from `task_head.npz`. The script trains
+it as a product of two experts, the TF-IDF classifier and a logistic regression over the
+embedding, for prompts of sources it never saw; serving it costs one small matrix product on
+top of the embedding the router needs anyway."""
 
 from __future__ import annotations
 
@@ -32,6 +34,14 @@ FALLBACK = "general"
 # `()`, `{`, `=` and `$` say as much about a coding or math request as any word
 TOKEN_PATTERN = r"\w+|[^\w\s]"
 MAX_CHARS = 4000  # the start of a long prompt says what it is; the rest only costs time
+# every number reads as one: "17 apples" and "3 apples" are the same request, and a source's
+# own numbers (its years, its ids) stop telling the classifier which source it is reading
+_DIGITS = re.compile(r"\d+")
+
+
+def normalise(text: str) -> str:
+    """What the tokeniser reads: the start of the text, lower-cased, every number as "0"."""
+    return _DIGITS.sub("0", text[:MAX_CHARS].lower())
 
 
 def default_path(name: str = "task_classifier.npz") -> Path:
@@ -65,7 +75,7 @@ class TaskClassifier:
 
     def terms(self, text: str) -> list[str]:
         """Lower-cased tokens and their n-grams, as scikit-learn's word analyser makes them."""
-        tokens = self._token.findall(text[:MAX_CHARS].lower())
+        tokens = self._token.findall(normalise(text))
         grams = list(tokens)
         for n in range(2, self.ngram_max + 1):
             grams += [" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
@@ -129,7 +139,7 @@ class TaskProfiler:
 
     name = "task"
 
-    def __init__(self, floor: float = 0.5, path: Path | None = None,
+    def __init__(self, floor: float = 0.3, path: Path | None = None,
                  head_path: Path | None = None, use_head: bool = True) -> None:
         self.floor = floor
         self.use_head = use_head
