@@ -252,7 +252,7 @@ def test_line_separators_in_an_answer_reach_every_client_whole(front: RunningSer
         == expected
     assert "".join(p.response for p in client.generate("flaky/separators", "hi", stream=True)) == expected
     v1 = openai.OpenAI(base_url=front.url + "/v1", api_key="unused")
-    stream = v1.chat.completions.create(model="flaky/separators", messages=ask, stream=True)  # type: ignore[arg-type]
+    stream = v1.chat.completions.create(model="flaky/separators", messages=ask, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == expected
     typed = subprocess.run([sys.executable, "-m", "localforge.cli", "run", "flaky/separators", "hi"],
                            capture_output=True, text=True, timeout=60, env={**os.environ, "OLLAMA_HOST": front.url})
