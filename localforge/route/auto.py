@@ -165,7 +165,8 @@ class Routing:
         """Choose a model for an `auto` request; raises when no model is left to choose."""
         if preset is None:
             preset = preset_of(request.model) or ""
-        self.router.preset(preset or None)  # an unknown preset fails before any work
+        # an unknown preset fails before any work
+        budget_s = self.router.preset(preset or None)[1].latency_budget_s
         profile = await self.profiling.aprofile(request)
         candidates = await self.candidates(request.options)
         spending = await anyio.to_thread.run_sync(self._spending, profile, candidates, request)
@@ -175,7 +176,6 @@ class Routing:
         decision, context = self.router.decide(profile, kept, request.request_id, preset or None,
                                                removed, explore=not dry_run, scope=request.scope)
         private = profile.sensitive and self.settings.private_stays_local
-        budget_s = self.router.preset(preset or None)[1].latency_budget_s
         decision = overflow.settle(decision, kept, budget_s, overflow.priority(request.priority), private)
         routed = Routed(decision, {c.model: c.entry for c in kept}, profile, context)
         log.debug("route %s -> %s (%s; exploration %.3f, propensity %.3f; removed %s)",
